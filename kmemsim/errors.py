@@ -1,0 +1,62 @@
+"""The exceptions kmemsim raises, one documented type per kind of mistake.
+
+* :class:`KmemsimError` is the base of everything kmemsim raises on purpose.
+* :class:`KmemsimValueError` and :class:`KmemsimTypeError` answer bad
+  arguments to a public call (they are also :class:`ValueError` and
+  :class:`TypeError`, so ordinary ``except`` clauses work).
+* :class:`KernelOops` is the simulated kernel dying in the code path the
+  caller asked for (a page fault, a ``BUG()``); its :attr:`~KernelOops.lines`
+  are what the kernel would print, and they are also in ``dmesg``.  The
+  simulated kernel keeps working afterwards, as a kernel with
+  ``panic_on_oops=0`` does for the next task.
+* File operations on simulated files raise :class:`OSError` with the errno a
+  real ``write(2)`` would set (``EINVAL``, ``EPERM``, ``ENOENT``).
+
+>>> from kmemsim.errors import KmemsimValueError
+>>> issubclass(KmemsimValueError, ValueError)
+True
+"""
+
+from __future__ import annotations
+
+
+class KmemsimError(Exception):
+    """Base class of every error kmemsim raises on purpose."""
+
+
+class KmemsimValueError(KmemsimError, ValueError):
+    """An argument has the right type but a value the call cannot accept."""
+
+
+class KmemsimTypeError(KmemsimError, TypeError):
+    """An argument has the wrong type."""
+
+
+class KernelOops(KmemsimError):
+    """The simulated kernel oopsed; ``lines`` holds the report as printed."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(lines[0] if lines else "kernel oops")
+        self.lines = lines
+
+
+class PageFault(KernelOops):
+    """An access to an address no region maps (or to a guard page)."""
+
+    def __init__(self, address: int, lines: list[str], *, write: bool) -> None:
+        super().__init__(lines)
+        self.address = address
+        self.write = write
+
+
+def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
+    """Validate that *value* is an ``int`` (not ``bool``) at least *minimum*.
+
+    >>> check_int("size", 8, minimum=1)
+    8
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise KmemsimTypeError(f"{name} must be an int, not {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise KmemsimValueError(f"{name} must be at least {minimum}, got {value}")
+    return value

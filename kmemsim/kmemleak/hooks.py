@@ -1,0 +1,636 @@
+"""The detector's state and the ``kmemleak_*`` API the allocators call.
+
+:class:`Kmemleak` holds what ``mm/kmemleak.c`` keeps in globals:
+``object_list`` (creation order), the three object trees, the address
+windows, the metadata pool, the scan-thread schedule and the switches
+(``kmemleak_enabled``, ``kmemleak_stack_scan``, ``kmemleak_verbose`` ...).
+Each ``kmemleak_*`` method has the effect, lookup mode and warning text of
+the kernel call of the same name (spec section 4.1).
+
+>>> from kmemsim import Kernel
+>>> k = Kernel()
+>>> p = k.kmalloc(100)
+>>> obj = k.kmemleak.find(p)
+>>> (obj.size, obj.min_count)
+(128, 1)
+>>> k.kmemleak.kmemleak_not_leak(p + 8)          # interior pointer: the alias warning
+>>> "Found object by alias" in k.dmesg()
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import KmemsimValueError, check_int
+from .index import ObjectTree
+from .object import (
+    KMEMLEAK_BLACK,
+    KMEMLEAK_GREY,
+    MSECS_MIN_AGE,
+    OBJECT_ALLOCATED,
+    OBJECT_FULL_SCAN,
+    OBJECT_NO_SCAN,
+    OBJECT_PERCPU,
+    OBJECT_PHYS,
+    OBJECT_REPORTED,
+    SECS_FIRST_SCAN,
+    SECS_SCAN_WAIT,
+    KmemleakObject,
+    ScanArea,
+    color_white,
+    paint_it,
+)
+from .services import KernelServices
+
+if TYPE_CHECKING:
+    from .scan import ScanResult
+
+#: Bytes of one ``struct kmemleak_object`` (charged to the metadata slab).
+SIZEOF_KMEMLEAK_OBJECT = 248
+#: ``SIZE_MAX`` as ``kmemleak_scan_area`` understands it: "to the end of the object".
+SIZE_MAX = -1
+MAX_ERRNO = 4095
+
+
+@dataclass(frozen=True, slots=True)
+class KmemleakConfig:
+    """Build- and boot-time settings of the detector.
+
+    ``report_format`` selects the record layout era: ``"newest"`` (``%pS``
+    frames, ``crc``), ``"6.6"`` (``[<%pK>] %pS`` frames, ``crc``) or
+    ``"4.15"`` (``age``, hashed ``[<%p>]`` frames).
+    """
+
+    enabled: bool = True
+    mem_pool_size: int = 16000
+    auto_scan: bool = True
+    verbose: bool = False
+    stack_scan: bool = True
+    report_format: str = "newest"
+    kptr_restrict: int = 1
+    debug: bool = False
+    """Build with ``DEBUG`` defined: prints the "Freeing unknown object" warnings."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRecord:
+    """A snapshot of one ``kmemleak_object`` with the kernel's field names.
+
+    >>> from kmemsim import Kernel
+    >>> k = Kernel()
+    >>> data = k.kmemleak.record(k.kmemleak.find(k.statics["slab_caches"]))   # kernel .data
+    >>> data.min_count, data.color
+    (0, 'gray')
+    """
+
+    pointer: int
+    size: int
+    min_count: int
+    count: int
+    flags: int
+    excess_ref: int
+    checksum: int
+    jiffies: int
+    pid: int
+    comm: str
+    areas: tuple[tuple[int, int], ...]
+    trace: tuple[int, ...]
+    color: str
+    reported: bool
+    tree: str = field(default="virtual")
+
+    def __repr__(self) -> str:
+        return (f"<ObjectRecord {self.pointer:#x} size={self.size} {self.color} "
+                f"count={self.count}/{self.min_count} flags={self.flags:#x}>")
+
+    def __str__(self) -> str:
+        return (f"0x{self.pointer:08x} (size {self.size}) {self.color}, count {self.count} of "
+                f"min_count {self.min_count}, flags 0x{self.flags:x}, comm \"{self.comm}\" "
+                f"pid {self.pid}, jiffies {self.jiffies}")
+
+
+def _is_err_or_null(ptr: int, word_mask: int) -> bool:
+    return ptr == 0 or ptr >= (word_mask - MAX_ERRNO + 1)
+
+
+class Kmemleak:
+    """kmemleak inside one simulated kernel (see the module docstring)."""
+
+    def __init__(self, services: KernelServices, config: KmemleakConfig) -> None:
+        self.k = services
+        self.config = config
+        arch = services.arch
+        self._untag = arch.untag
+        self._word_mask = arch.word_mask
+        # switches (kmemleak.c globals)
+        self.kmemleak_enabled = config.enabled
+        self.kmemleak_free_enabled = config.enabled
+        self.kmemleak_initialized = False
+        self.kmemleak_late_initialized = False
+        self.kmemleak_error = False
+        self.kmemleak_found_leaks = False
+        self.kmemleak_stack_scan = config.stack_scan
+        self.kmemleak_verbose = config.verbose
+        self.metadata_kept = True
+        # the index
+        self.object_list: dict[int, KmemleakObject] = {}
+        self.object_tree_root = ObjectTree("object_tree_root")
+        self.object_phys_tree_root = ObjectTree("object_phys_tree_root")
+        self.object_percpu_tree_root = ObjectTree("object_percpu_tree_root")
+        self.min_addr = self._word_mask
+        self.max_addr = 0
+        self.min_percpu_addr = self._word_mask
+        self.max_percpu_addr = 0
+        self._serial = 0
+        # metadata pool (CONFIG_DEBUG_KMEMLEAK_MEM_POOL_SIZE)
+        self.mem_pool_free_count = config.mem_pool_size
+        self.mem_pool_free_list = 0
+        self._from_pool: set[int] = set()
+        self._pool_empty_warned = False
+        self._scan_area_warned = False
+        self.fail_scan_area_alloc = False
+        """Fault injection: the next scan-area metadata allocations fail."""
+        # timing
+        hz = services.hz
+        self.jiffies_min_age = msecs_to_jiffies(MSECS_MIN_AGE, hz)
+        self.jiffies_scan_wait = msecs_to_jiffies(SECS_SCAN_WAIT * 1000, hz)
+        self.jiffies_last_scan = services.jiffies
+        self.scan_thread_running = False
+        self._first_thread = True
+        self.next_scan_jiffies: int | None = None
+        self.scans_done = 0
+        self._last_scan: ScanResult | None = None
+        self._scan_hook: Callable[..., object] | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def warn(self, text: str, *, stack: bool = True) -> None:
+        """``kmemleak_warn``: a ``pr_warn`` line and, usually, a stack dump."""
+        self.k.printk(f"kmemleak: {text}")
+        if stack:
+            for line in self.k.dump_stack():
+                self.k.printk(line)
+
+    def info(self, text: str) -> None:
+        self.k.printk(f"kmemleak: {text}")
+
+    def tree_for(self, objflags: int) -> ObjectTree:
+        if objflags & OBJECT_PHYS:
+            return self.object_phys_tree_root
+        if objflags & OBJECT_PERCPU:
+            return self.object_percpu_tree_root
+        return self.object_tree_root
+
+    def _lookup_object(self, ptr: int, alias: bool, objflags: int = 0) -> KmemleakObject | None:
+        """``__lookup_object``: with alias=0 an interior hit warns and finds nothing."""
+        untagged = self._untag(ptr)
+        obj = self.tree_for(objflags).lookup(untagged)
+        if obj is None:
+            return None
+        if alias or self._untag(obj.pointer) == untagged:
+            return obj
+        self.warn(f"Found object by alias at 0x{ptr:08x}")
+        self.dump_object_info(obj)
+        return None
+
+    def find(self, ptr: int, *, alias: bool = True, tree: str = "virtual") -> KmemleakObject | None:
+        """Return the live object containing *ptr* (no warnings), or ``None``.
+
+        >>> from kmemsim import Kernel
+        >>> k = Kernel(); p = k.kmalloc(32)
+        >>> k.kmemleak.find(p + 8).pointer == p
+        True
+        """
+        check_int("ptr", ptr, minimum=0)
+        flags = {"virtual": 0, "phys": OBJECT_PHYS, "percpu": OBJECT_PERCPU}.get(tree)
+        if flags is None:
+            raise KmemsimValueError(f"tree must be 'virtual', 'phys' or 'percpu', not {tree!r}")
+        obj = self.tree_for(flags).lookup(self._untag(ptr))
+        if obj is not None and not alias and self._untag(obj.pointer) != self._untag(ptr):
+            return None
+        return obj
+
+    def __iter__(self) -> Iterator[KmemleakObject]:
+        """``object_list`` in creation order."""
+        return iter(list(self.object_list.values()))
+
+    def __len__(self) -> int:
+        return len(self.object_list)
+
+    # ------------------------------------------------------------- creation
+    def _mem_pool_alloc(self, serial: int) -> bool:
+        if self.kmemleak_initialized and self.k.metadata_alloc(SIZEOF_KMEMLEAK_OBJECT):
+            return True
+        if self.mem_pool_free_list:
+            self.mem_pool_free_list -= 1
+        elif self.mem_pool_free_count:
+            self.mem_pool_free_count -= 1
+        else:
+            if not self._pool_empty_warned:
+                self._pool_empty_warned = True
+                self.k.printk("kmemleak: Memory pool empty, consider increasing "
+                              "CONFIG_DEBUG_KMEMLEAK_MEM_POOL_SIZE")
+            return False
+        self._from_pool.add(serial)
+        return True
+
+    def _mem_pool_free(self, obj: KmemleakObject) -> None:
+        if obj.serial in self._from_pool:
+            self._from_pool.discard(obj.serial)
+            self.mem_pool_free_list += 1
+        else:
+            self.k.metadata_free(SIZEOF_KMEMLEAK_OBJECT)
+
+    def create_object(self, ptr: int, size: int, min_count: int, objflags: int = 0) -> None:
+        """``__create_object``: allocate metadata, fill it in, link it into a tree."""
+        self._serial += 1
+        serial = self._serial
+        if not self._mem_pool_alloc(serial):
+            self.k.printk("kmemleak: Cannot allocate a kmemleak_object structure")
+            self.kmemleak_disable()
+            return
+        pid, comm = self.k.current_task()
+        trace = self.k.save_stack_trace() if self.kmemleak_initialized else ()
+        obj = KmemleakObject(
+            ptr, size, min_count, serial=serial, flags=OBJECT_ALLOCATED | objflags,
+            jiffies=self.k.jiffies & self._word_mask, pid=pid, comm=comm[:15], trace=trace,
+        )
+        untagged = self._untag(ptr)
+        # __link_object widens the window before it walks the tree.
+        if objflags & OBJECT_PERCPU:
+            self.min_percpu_addr = min(self.min_percpu_addr, untagged)
+            self.max_percpu_addr = max(self.max_percpu_addr, untagged + size)
+        elif not objflags & OBJECT_PHYS:
+            self.min_addr = min(self.min_addr, untagged)
+            self.max_addr = max(self.max_addr, untagged + size)
+        parent = self.tree_for(objflags).insert(obj, untagged)
+        if parent is not None:
+            self._mem_pool_free(obj)
+            self.warn(f"Cannot insert 0x{ptr:x} into the object search tree (overlaps existing)")
+            self.kmemleak_disable()
+            self.dump_object_info(parent)
+            return
+        self.object_list[serial] = obj
+
+    def _remove_object(self, obj: KmemleakObject) -> None:
+        """``__remove_object`` + ``__delete_object``: out of tree and list, not ALLOCATED."""
+        tree = self.tree_for(obj.flags)
+        tree.remove(obj, self._untag(obj.pointer))
+        self.object_list.pop(obj.serial, None)
+        obj.flags &= ~OBJECT_ALLOCATED
+        self._mem_pool_free(obj)
+
+    # ----------------------------------------------------------- the API (4.1)
+    def _tracking(self, ptr: int) -> bool:
+        return self.kmemleak_enabled and not _is_err_or_null(ptr, self._word_mask)
+
+    def kmemleak_alloc(self, ptr: int, size: int, min_count: int) -> None:
+        """Register a block: a virtual-tree object, count 0, checksum 0."""
+        if self._tracking(ptr):
+            self.create_object(ptr, size, min_count)
+
+    def kmemleak_alloc_percpu(self, ptr: int, size: int) -> None:
+        """One per-CPU-tree object for a per-CPU cookie, min_count 1 (newest kernels)."""
+        if self._tracking(ptr):
+            self.create_object(ptr, size, 1, OBJECT_PERCPU)
+
+    def kmemleak_alloc_phys(self, phys: int, size: int) -> None:
+        """A phys-tree object with min_count 0: a root, never found by scanning."""
+        if self._tracking(phys):
+            self.create_object(phys, size, KMEMLEAK_GREY, OBJECT_PHYS)
+
+    def kmemleak_vmalloc(self, area: int, addr: int, size: int) -> None:
+        """The vmalloc block (min_count 2) plus ``excess_ref`` on its ``vm_struct``.
+
+        *area* is the address of the ``vm_struct``, *addr* its ``addr`` field.
+        """
+        if self.kmemleak_enabled:
+            self.create_object(addr, size, 2)
+            self.object_set_excess_ref(area, addr)
+
+    def object_set_excess_ref(self, ptr: int, excess_ref: int) -> None:
+        obj = self._lookup_object(ptr, False)
+        if obj is None:
+            self.warn(f"Setting excess_ref on unknown object at 0x{ptr:08x}")
+            return
+        obj.excess_ref = excess_ref
+
+    def _delete_object_full(self, ptr: int, objflags: int) -> None:
+        obj = self._lookup_object(ptr, False, objflags)
+        if obj is None:
+            if self.config.debug:
+                self.warn(f"Freeing unknown object at 0x{ptr:08x}")
+            return
+        self._remove_object(obj)
+
+    def kmemleak_free(self, ptr: int) -> None:
+        """Exact lookup; remove the object.  Unknown pointers are silent."""
+        if self.kmemleak_free_enabled and not _is_err_or_null(ptr, self._word_mask):
+            self._delete_object_full(ptr, 0)
+
+    def kmemleak_free_percpu(self, ptr: int) -> None:
+        if self.kmemleak_free_enabled and not _is_err_or_null(ptr, self._word_mask):
+            self._delete_object_full(ptr, OBJECT_PERCPU)
+
+    def _delete_object_part(self, ptr: int, size: int, objflags: int) -> None:
+        obj = self._lookup_object(ptr, True, objflags)
+        if obj is None:
+            if self.config.debug:
+                self.warn(f"Partially freeing unknown object at 0x{ptr:08x} (size {size})")
+            return
+        start, end, min_count = obj.pointer, obj.pointer + obj.size, obj.min_count
+        self._remove_object(obj)
+        if ptr > start:
+            self.create_object(start, ptr - start, min_count, objflags)
+        if ptr + size < end:
+            self.create_object(ptr + size, end - ptr - size, min_count, objflags)
+
+    def kmemleak_free_part(self, ptr: int, size: int) -> None:
+        """Alias lookup; replace the object by what is left on either side."""
+        if self.kmemleak_free_enabled and not _is_err_or_null(ptr, self._word_mask):
+            self._delete_object_part(ptr, size, 0)
+
+    def kmemleak_free_part_phys(self, phys: int, size: int) -> None:
+        if self.kmemleak_free_enabled and not _is_err_or_null(phys, self._word_mask):
+            self._delete_object_part(phys, size, OBJECT_PHYS)
+
+    def _paint_ptr(self, ptr: int, color: int, objflags: int) -> None:
+        obj = self._lookup_object(ptr, False, objflags)
+        if obj is None:
+            name = "Grey" if color == KMEMLEAK_GREY else "Black"
+            self.warn(f"Trying to color unknown object at 0x{ptr:08x} as {name}")
+            return
+        paint_it(obj, color)
+
+    def kmemleak_not_leak(self, ptr: int) -> None:
+        """``min_count = 0``: permanently gray, still scanned, never reported."""
+        if self._tracking(ptr):
+            self._paint_ptr(ptr, KMEMLEAK_GREY, 0)
+
+    def kmemleak_ignore(self, ptr: int) -> None:
+        """Paint black: ``min_count = -1`` and ``OBJECT_NO_SCAN``."""
+        if self._tracking(ptr):
+            self._paint_ptr(ptr, KMEMLEAK_BLACK, 0)
+
+    def kmemleak_ignore_percpu(self, ptr: int) -> None:
+        if self._tracking(ptr):
+            self._paint_ptr(ptr, KMEMLEAK_BLACK, OBJECT_PERCPU)
+
+    def kmemleak_ignore_phys(self, phys: int) -> None:
+        if self._tracking(phys):
+            self._paint_ptr(phys, KMEMLEAK_BLACK, OBJECT_PHYS)
+
+    def kmemleak_no_scan(self, ptr: int) -> None:
+        """Never scan the object's contents (it stays reportable)."""
+        if not self._tracking(ptr):
+            return
+        obj = self._lookup_object(ptr, False)
+        if obj is None:
+            self.warn(f"Not scanning unknown object at 0x{ptr:08x}")
+            return
+        obj.flags |= OBJECT_NO_SCAN
+
+    def kmemleak_transient_leak(self, ptr: int) -> None:
+        """Reset the stored checksum so the next scan spares the object once."""
+        if not self._tracking(ptr):
+            return
+        obj = self._lookup_object(ptr, False)
+        if obj is None:
+            self.warn(f"Not resetting the checksum of an unknown object at 0x{ptr:08x}")
+            return
+        obj.checksum = 0
+
+    def kmemleak_update_trace(self, ptr: int) -> None:
+        """Alias lookup; replace the object's backtrace with the current one."""
+        if not self._tracking(ptr):
+            return
+        obj = self._lookup_object(ptr, True)
+        if obj is None:
+            if self.config.debug:
+                self.warn(f"Updating stack trace for unknown object at {ptr:#x}")
+            return
+        obj.trace = self.k.save_stack_trace()
+
+    def kmemleak_scan_area(self, ptr: int, size: int) -> None:
+        """Restrict scanning of the containing object to ``[ptr, ptr+size)``.
+
+        ``size=SIZE_MAX`` (-1) means "from *ptr* to the end of the object".
+        Areas are prepended, so the most recent is scanned first.
+        """
+        if not self._tracking(ptr) or size == 0:
+            return
+        obj = self._lookup_object(ptr, True)
+        if obj is None:
+            self.warn(f"Adding scan area to unknown object at 0x{ptr:08x}")
+            return
+        if self.fail_scan_area_alloc:
+            if not self._scan_area_warned:
+                self._scan_area_warned = True
+                self.k.printk("kmemleak: Cannot allocate a scan area, scanning the full object")
+            obj.flags |= OBJECT_FULL_SCAN
+            return
+        untagged, objp = self._untag(ptr), self._untag(obj.pointer)
+        if size == SIZE_MAX:
+            size = objp + obj.size - untagged
+        elif untagged + size > objp + obj.size:
+            self.warn(f"Scan area larger than object 0x{ptr:08x}")
+            self.dump_object_info(obj)
+            return
+        obj.areas.insert(0, ScanArea(ptr, size))
+
+    # ------------------------------------------------------------ reporting
+    def dump_object_info(self, obj: KmemleakObject) -> None:
+        """Print ``dump_object_info`` (spec 7.6) to the kernel log."""
+        from .report import dump_object_info_lines
+
+        for line in dump_object_info_lines(obj, self.k.symbolize):
+            self.k.printk(line)
+
+    def unreferenced_object(self, obj: KmemleakObject) -> bool:
+        """White, still allocated, and older than the minimum age at the last scan's start."""
+        return (
+            color_white(obj)
+            and bool(obj.flags & OBJECT_ALLOCATED)
+            and time_before_eq(obj.jiffies + self.jiffies_min_age, self.jiffies_last_scan,
+                               self._word_mask)
+        )
+
+    def reported_unreferenced(self) -> list[KmemleakObject]:
+        """What a read of the debugfs file lists: reported and still unreferenced."""
+        return [o for o in self.object_list.values()
+                if o.flags & OBJECT_REPORTED and self.unreferenced_object(o)]
+
+    def kmemleak_clear(self) -> None:
+        """``clear`` while enabled: reported leaks become permanently gray (roots)."""
+        for obj in list(self.object_list.values()):
+            if obj.flags & OBJECT_REPORTED and self.unreferenced_object(obj):
+                paint_it(obj, KMEMLEAK_GREY)
+        self.kmemleak_found_leaks = False
+
+    def do_cleanup(self) -> None:
+        """``__kmemleak_do_cleanup``: free all metadata (after disabling)."""
+        for obj in list(self.object_list.values()):
+            self._remove_object(obj)
+        for tree in (self.object_tree_root, self.object_phys_tree_root,
+                     self.object_percpu_tree_root):
+            for obj in list(tree):
+                tree.remove(obj, self._untag(obj.pointer))
+        self.metadata_kept = False
+
+    # ---------------------------------------------------- enable / disable
+    def kmemleak_disable(self) -> None:
+        """Stop tracking; idempotent.  Metadata is kept if leaks were ever found."""
+        if self.kmemleak_error:
+            return
+        self.kmemleak_error = True
+        self.kmemleak_enabled = False
+        if not self.kmemleak_late_initialized:
+            self.kmemleak_free_enabled = False
+        self.info("Kernel memory leak detector disabled")
+        if self.kmemleak_late_initialized:
+            # kmemleak_do_cleanup runs from a workqueue right after.
+            self.stop_scan_thread()
+            self.kmemleak_free_enabled = False
+            if not self.kmemleak_found_leaks:
+                self.do_cleanup()
+            else:
+                self.info('Kmemleak disabled without freeing internal data. Reclaim the memory '
+                          'with "echo clear > /sys/kernel/debug/kmemleak".')
+
+    def kmemleak_init(self, sections: list[tuple[int, int]]) -> None:
+        """Boot set-up: compute timings and register ``.data``/``.bss`` as gray objects."""
+        if not self.kmemleak_enabled:
+            return
+        self.kmemleak_initialized = True
+        for start, end in sections:
+            self.create_object(start, end - start, KMEMLEAK_GREY)
+
+    def kmemleak_late_init(self) -> None:
+        """Late initcall: the debugfs file, the scan thread, the "initialized" line."""
+        self.kmemleak_late_initialized = True
+        if self.kmemleak_error:
+            # The cleanup work a disable scheduled before late init runs now.
+            if not self.kmemleak_found_leaks:
+                self.do_cleanup()
+            return
+        if not self.kmemleak_enabled:
+            return
+        if self.config.auto_scan:
+            self.start_scan_thread()
+        self.info(f"Kernel memory leak detector initialized (mem pool available: "
+                  f"{self.mem_pool_free_count})")
+
+    # --------------------------------------------------------- scan thread
+    def start_scan_thread(self) -> None:
+        """Start ``kmemleakd``: the first instance waits 60 s, later ones scan at once."""
+        if self.scan_thread_running:
+            return
+        self.scan_thread_running = True
+        self.info("Automatic memory scanning thread started")
+        wait = msecs_to_jiffies(SECS_FIRST_SCAN * 1000, self.k.hz) if self._first_thread else 0
+        self._first_thread = False
+        self.next_scan_jiffies = self.k.jiffies + wait
+
+    def stop_scan_thread(self) -> None:
+        if not self.scan_thread_running:
+            return
+        self.scan_thread_running = False
+        self.next_scan_jiffies = None
+        self.info("Automatic memory scanning thread ended")
+
+    def set_scan_hook(self, hook: Callable[..., object]) -> None:
+        """Called by the kernel: what to run when the scan thread's time comes."""
+        self._scan_hook = hook
+
+    def thread_scanned(self, now: int) -> None:
+        """The thread finished a scan at *now*; it sleeps ``jiffies_scan_wait``."""
+        if self.scan_thread_running:
+            self.next_scan_jiffies = now + self.jiffies_scan_wait
+
+    # ---------------------------------------------------------------- scans
+    def scan(self, engine: str = "reference",
+             observer: Callable[[str, object], None] | None = None) -> ScanResult:
+        """Run one scan now, as ``echo scan > /sys/kernel/debug/kmemleak`` does.
+
+        Does nothing but return an empty result when kmemleak is disabled.
+
+        >>> from kmemsim import Kernel
+        >>> k = Kernel(); _ = k.kmalloc(32); k.sleep(10)
+        >>> r = k.kmemleak.scan()
+        >>> len(r.new_leaks), len(r.checksum_spared) >= 1      # poisoned: spared once
+        (0, True)
+        """
+        from .scan import kmemleak_scan
+
+        if engine != "reference":
+            raise KmemsimValueError(f"unknown scan engine {engine!r}: use 'reference'")
+        result = kmemleak_scan(self, observer)
+        self.scans_done += 1
+        self._last_scan = result
+        return result
+
+    @property
+    def last_scan(self) -> ScanResult | None:
+        """The result of the most recent scan, or ``None`` before the first one."""
+        return self._last_scan
+
+    def root_ranges(self) -> list[tuple[int, int]]:
+        """The ``(start, end)`` ranges the last scan read as direct roots."""
+        if self._last_scan is None:
+            return []
+        return [(r.start, r.end) for r in self._last_scan.root_ranges]
+
+    def objects(self) -> list[ObjectRecord]:
+        """Snapshots of every tracked object, in ``object_list`` (creation) order."""
+        return [self.record(o) for o in self.object_list.values()]
+
+    def print_unreferenced_to_log(self, obj: KmemleakObject) -> None:
+        """``verbose``: the record goes to the log with ``pr_warn`` (and the prefix)."""
+        from .report import record_lines
+
+        for line in record_lines(self, obj):
+            self.k.printk(f"kmemleak: {line}")
+
+    # -------------------------------------------------------- introspection
+    def record(self, obj: KmemleakObject) -> ObjectRecord:
+        tree = "phys" if obj.flags & OBJECT_PHYS else (
+            "percpu" if obj.flags & OBJECT_PERCPU else "virtual")
+        return ObjectRecord(
+            pointer=obj.pointer, size=obj.size, min_count=obj.min_count, count=obj.count,
+            flags=obj.flags, excess_ref=obj.excess_ref, checksum=obj.checksum,
+            jiffies=obj.jiffies, pid=obj.pid, comm=obj.comm,
+            areas=tuple((a.start, a.size) for a in obj.areas), trace=obj.trace,
+            color=obj.color, reported=bool(obj.flags & OBJECT_REPORTED), tree=tree,
+        )
+
+    def _check(self) -> None:
+        """Assert the index invariants (trees sorted, disjoint, matching ``object_list``)."""
+        n = 0
+        for tree in (self.object_tree_root, self.object_phys_tree_root,
+                     self.object_percpu_tree_root):
+            tree._check()
+            for obj in tree:
+                assert obj.serial in self.object_list, obj
+                assert obj.flags & OBJECT_ALLOCATED, obj
+                n += 1
+        assert n == len(self.object_list), (n, len(self.object_list))
+
+
+def msecs_to_jiffies(msecs: int, hz: int) -> int:
+    """``msecs_to_jiffies``: rounds up; a negative ``int`` gives ``MAX_JIFFY_OFFSET``.
+
+    >>> msecs_to_jiffies(5000, 250), msecs_to_jiffies(1, 250)
+    (1250, 1)
+    """
+    if msecs & 0xFFFFFFFF >= 1 << 31:
+        return (((1 << 63) - 1) >> 1) - 1
+    return -(-msecs * hz // 1000)
+
+
+def time_before_eq(a: int, b: int, word_mask: int) -> bool:
+    """Wrap-safe ``time_before_eq(a, b)`` on ``unsigned long`` jiffies."""
+    bits = word_mask.bit_length()
+    diff = (b - a) & word_mask
+    return diff < (1 << (bits - 1))

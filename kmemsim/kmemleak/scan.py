@@ -1,0 +1,332 @@
+"""The reference scan: ``kmemleak_scan()`` phase by phase, as in ``mm/kmemleak.c``.
+
+The phases, in order (spec section 5):
+
+1. capture ``jiffies_last_scan`` and whiten: ``count = 0`` for every object;
+   ``min_count == 0`` objects go straight onto the gray list; phys objects
+   outside lowmem are painted black;
+2. scan the direct roots: per-CPU static sections, ``struct page``
+   descriptors, task stacks (``stack=on``);
+3. ``scan_gray_list``: drain the FIFO, scanning each gray object;
+4. the checksum pass: a white object whose CRC changed is grayed for this
+   scan; then drain again;
+5. report: white, allocated, old enough and not yet ``OBJECT_REPORTED``.
+
+This engine reads word by word and is written to be read beside the kernel.
+
+>>> from kmemsim import Kernel
+>>> k = Kernel()
+>>> p = k.kzalloc(64)
+>>> k.sleep(6)
+>>> result = k.kmemleak.scan()
+>>> [hex(o.pointer) == hex(p) for o in result.new_leaks]     # all-zero: reported at once
+[True]
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .object import (
+    KMEMLEAK_BLACK,
+    MAX_SCAN_SIZE,
+    OBJECT_ALLOCATED,
+    OBJECT_FULL_SCAN,
+    OBJECT_NO_SCAN,
+    OBJECT_PERCPU,
+    OBJECT_PHYS,
+    OBJECT_REPORTED,
+    KmemleakObject,
+    color_gray,
+    color_white,
+    crc32,
+    paint_it,
+)
+
+if TYPE_CHECKING:
+    from .hooks import Kmemleak, ObjectRecord
+
+
+@dataclass(frozen=True, slots=True)
+class GrayedBy:
+    """The word that turned an object gray: where it was and what it held.
+
+    ``holder`` is the pointer of the object whose memory held the word, or
+    ``None`` for a direct root (stack, per-CPU section, ``struct page``);
+    ``root`` names the root kind in that case.
+    """
+
+    address: int
+    value: int
+    holder: int | None
+    root: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RootRange:
+    """One range the scan read as a direct root."""
+
+    start: int
+    end: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What one scan found (a value: later scans do not change it).
+
+    ``new_leaks`` are the objects this scan flagged ``OBJECT_REPORTED``;
+    ``unreferenced`` all objects a debugfs read would list right after it.
+    """
+
+    jiffies: int
+    new_leaks: tuple[ObjectRecord, ...]
+    unreferenced: tuple[ObjectRecord, ...]
+    checksum_spared: tuple[int, ...]
+    """Pointers of white objects the checksum pass grayed for this scan."""
+    too_young: tuple[int, ...]
+    """Pointers of white objects not reported only because of the minimum age."""
+    gray: int
+    white: int
+    black: int
+    words_scanned: int
+    root_ranges: tuple[RootRange, ...]
+    grayed_by: dict[int, GrayedBy] = field(repr=False)
+    interrupted: bool = False
+    engine: str = "reference"
+
+    def __str__(self) -> str:
+        return (f"scan at jiffies {self.jiffies}: {len(self.new_leaks)} new suspected leaks, "
+                f"{len(self.unreferenced)} listed; {self.gray} gray, {self.white} white, "
+                f"{self.black} black; {len(self.checksum_spared)} spared by the checksum pass, "
+                f"{len(self.too_young)} too young; {self.words_scanned} words read")
+
+
+ScanEvent = tuple[str, object]
+
+
+class _Scanner:
+    """One run of ``kmemleak_scan`` over a :class:`Kmemleak`'s state."""
+
+    def __init__(self, kl: Kmemleak, observer: Callable[[str, object], None] | None) -> None:
+        self.kl = kl
+        self.mem = kl.k.memory
+        self.untag = kl.k.arch.untag
+        self.gray_list: deque[KmemleakObject] = deque()
+        self.words = 0
+        self.grayed_by: dict[int, GrayedBy] = {}
+        self.observer = observer
+        self.roots: list[RootRange] = []
+        self._where: tuple[int | None, str | None] = (None, None)
+
+    def emit(self, kind: str, payload: object) -> None:
+        if self.observer is not None:
+            self.observer(kind, payload)
+
+    def scan_should_stop(self) -> bool:
+        return not self.kl.kmemleak_enabled
+
+    # -- the word loop ---------------------------------------------------
+    def update_refs(self, obj: KmemleakObject, p: int, w: int) -> None:
+        if not color_white(obj):
+            return
+        obj.count += 1
+        if color_gray(obj):
+            holder, root = self._where
+            self.grayed_by[obj.serial] = GrayedBy(p, w, holder, root)
+            self.gray_list.append(obj)
+            self.emit("gray", obj)
+
+    def scan_pointer(self, scanned: KmemleakObject | None, p: int, pointer: int,
+                     percpu: bool) -> None:
+        kl = self.kl
+        untagged = self.untag(pointer)
+        if percpu:
+            if not kl.min_percpu_addr <= untagged < kl.max_percpu_addr:
+                return
+            obj = kl.object_percpu_tree_root.lookup(untagged)
+        else:
+            if not kl.min_addr <= untagged < kl.max_addr:
+                return
+            obj = kl.object_tree_root.lookup(untagged)
+        if obj is None or obj is scanned:
+            return  # nothing there, or a self-reference
+        if color_gray(obj):
+            excess_ref = obj.excess_ref  # saturated: only forward the surplus
+        else:
+            excess_ref = 0
+            self.update_refs(obj, p, pointer)
+        if excess_ref:
+            target = kl._lookup_object(excess_ref, False)
+            if target is None or target is scanned:
+                return
+            self.update_refs(target, p, pointer)
+
+    def scan_block(self, start: int, end: int, scanned: KmemleakObject | None) -> None:
+        """Read the aligned whole words of ``[start, end)`` and count what they point to."""
+        for p, w in self.mem.words(self.untag(start), self.untag(end)):
+            if self.scan_should_stop():
+                break
+            self.words += 1
+            self.scan_pointer(scanned, p, w, False)
+            self.scan_pointer(scanned, p, w, True)
+
+    def scan_large_block(self, start: int, end: int, kind: str) -> None:
+        self.roots.append(RootRange(start, end, kind))
+        self._where = (None, kind)
+        while start < end and not self.scan_should_stop():
+            nxt = min(start + MAX_SCAN_SIZE, end)
+            self.scan_block(start, nxt, None)
+            start = nxt
+
+    # -- objects ---------------------------------------------------------
+    def scan_object(self, obj: KmemleakObject) -> None:
+        if obj.flags & OBJECT_NO_SCAN or not obj.flags & OBJECT_ALLOCATED:
+            return
+        self._where = (obj.pointer, None)
+        self.emit("scan_object", obj)
+        k = self.kl.k
+        if obj.flags & OBJECT_PERCPU:
+            for cpu in k.possible_cpus():
+                start = obj.pointer + k.per_cpu_offset(cpu)
+                self.scan_block(start, start + obj.size, obj)
+                if not obj.flags & OBJECT_ALLOCATED:
+                    break
+        elif not obj.areas or obj.flags & OBJECT_FULL_SCAN:
+            start = k.phys_to_virt(obj.pointer) if obj.flags & OBJECT_PHYS else obj.pointer
+            end = start + obj.size
+            while start < end:
+                nxt = min(start + MAX_SCAN_SIZE, end)
+                self.scan_block(start, nxt, obj)
+                start = nxt
+                if not obj.flags & OBJECT_ALLOCATED:
+                    break
+        else:
+            for area in obj.areas:
+                self.scan_block(area.start, area.start + area.size, obj)
+
+    def scan_gray_list(self) -> None:
+        """Drain the FIFO; objects appended meanwhile are scanned in the same drain."""
+        gl = self.gray_list
+        while gl:
+            if self.scan_should_stop():
+                gl.clear()
+                return
+            self.scan_object(gl.popleft())
+
+    # -- checksum ----------------------------------------------------------
+    def update_checksum(self, obj: KmemleakObject) -> bool:
+        k = self.kl.k
+        old = obj.checksum
+        if obj.flags & OBJECT_PHYS:
+            return False
+        if obj.flags & OBJECT_PERCPU:
+            crc = 0
+            for cpu in k.possible_cpus():
+                crc ^= crc32(self.mem.read(obj.pointer + k.per_cpu_offset(cpu), obj.size))
+            obj.checksum = crc
+        else:
+            obj.checksum = crc32(self.mem.read(self.untag(obj.pointer), obj.size))
+        return obj.checksum != old
+
+    # -- the whole scan ----------------------------------------------------
+    def run(self) -> ScanResult:
+        kl, k = self.kl, self.kl.k
+        mask = k.arch.word_mask
+        kl.jiffies_last_scan = k.jiffies & mask
+        min_low_pfn, max_low_pfn = k.lowmem_pfn_range()
+
+        # 1. whiten
+        self.emit("phase", "whiten")
+        for obj in kl.object_list.values():
+            if obj.flags & OBJECT_PHYS and not obj.flags & OBJECT_NO_SCAN:
+                pfn_lo, pfn_hi = obj.pointer >> 12, (obj.pointer + obj.size) >> 12
+                if pfn_lo < min_low_pfn or pfn_hi > max_low_pfn:
+                    paint_it(obj, KMEMLEAK_BLACK)
+            obj.count = 0
+            if color_gray(obj):
+                self.gray_list.append(obj)
+
+        # 2. direct roots
+        self.emit("phase", "roots")
+        for start, end in k.percpu_static_sections():
+            self.scan_large_block(start, end, "percpu")
+        for start, end in k.struct_page_ranges():
+            self.roots.append(RootRange(start, end, "struct page"))
+            self._where = (None, "struct page")
+            self.scan_block(start, end, None)
+        if kl.kmemleak_stack_scan:
+            for start, end in k.task_stacks():
+                self.roots.append(RootRange(start, end, "stack"))
+                self._where = (None, "stack")
+                self.scan_block(start, end, None)
+
+        # 3. first drain
+        self.emit("phase", "scan_gray_list")
+        self.scan_gray_list()
+
+        # 4. checksum pass and second drain
+        self.emit("phase", "checksum")
+        spared: list[int] = []
+        for obj in list(kl.object_list.values()):
+            if self.scan_should_stop():
+                break
+            if color_white(obj) and obj.flags & OBJECT_ALLOCATED and self.update_checksum(obj):
+                obj.count = obj.min_count
+                self.gray_list.append(obj)
+                spared.append(obj.pointer)
+                self.emit("modified", obj)
+        self.scan_gray_list()
+
+        # 5. report
+        interrupted = self.scan_should_stop()
+        new: list[KmemleakObject] = []
+        young: list[int] = []
+        if not interrupted:
+            self.emit("phase", "report")
+            for obj in kl.object_list.values():
+                if not color_white(obj):
+                    continue
+                if kl.unreferenced_object(obj):
+                    if not obj.flags & OBJECT_REPORTED:
+                        obj.flags |= OBJECT_REPORTED
+                        new.append(obj)
+                        if kl.kmemleak_verbose:
+                            kl.print_unreferenced_to_log(obj)
+                elif obj.flags & OBJECT_ALLOCATED:
+                    young.append(obj.pointer)
+            if new:
+                kl.kmemleak_found_leaks = True
+                kl.info(f"{len(new)} new suspected memory leaks "
+                        "(see /sys/kernel/debug/kmemleak)")
+        objs = list(kl.object_list.values())
+        white = sum(1 for o in objs if color_white(o))
+        gray = sum(1 for o in objs if color_gray(o))
+        return ScanResult(
+            jiffies=kl.jiffies_last_scan,
+            new_leaks=tuple(kl.record(o) for o in new),
+            unreferenced=tuple(kl.record(o) for o in kl.reported_unreferenced()),
+            checksum_spared=tuple(spared),
+            too_young=tuple(young),
+            gray=gray, white=white, black=len(objs) - white - gray,
+            words_scanned=self.words,
+            root_ranges=tuple(self.roots),
+            grayed_by={o.pointer: self.grayed_by[o.serial] for o in objs
+                       if o.serial in self.grayed_by},
+            interrupted=interrupted,
+        )
+
+
+def kmemleak_scan(kl: Kmemleak, observer: Callable[[str, object], None] | None = None
+                  ) -> ScanResult:
+    """Run one complete scan (the reference engine) and return its result.
+
+    *observer*, if given, is called with ``(event, payload)`` at each phase
+    (``"phase"``), each object scanned (``"scan_object"``), each object
+    turning gray (``"gray"``) and each object the checksum pass spares
+    (``"modified"``): a way to step through a scan when teaching.
+    """
+    return _Scanner(kl, observer).run()

@@ -1,0 +1,225 @@
+"""AddressSpace: a sparse simulated kernel address space.
+
+Memory is a set of non-overlapping regions, each a ``bytearray`` at a base
+address.  Whatever is not mapped (the gaps, the guard page after every
+vmalloc area) faults: reading or writing it raises :class:`~kmemsim.errors.PageFault`
+with the kernel's oops wording, never an ``IndexError``.
+
+>>> from kmemsim.layout import X86_64
+>>> mem = AddressSpace(X86_64)
+>>> _ = mem.map(0xffff888000100000, 4096, "demo")
+>>> mem.write_word(0xffff888000100008, 0xffff888000100000)
+>>> hex(mem.read_word(0xffff888000100008))
+'0xffff888000100000'
+>>> mem.read(0xffff888000100000, 2)
+b'\\x00\\x00'
+"""
+
+from __future__ import annotations
+
+import bisect
+import sys
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+from .errors import KmemsimValueError, PageFault, check_int
+from .layout import Arch
+
+RegionKind = Literal[
+    "direct", "vmalloc", "module", "kernel", "stack", "percpu", "vmemmap", "other"
+]
+
+_NATIVE_LITTLE = sys.byteorder == "little"
+
+
+class Region:
+    """One mapped range ``[start, end)`` backed by :attr:`data`."""
+
+    __slots__ = ("data", "end", "kind", "name", "start")
+
+    def __init__(self, start: int, data: bytearray, name: str, kind: RegionKind) -> None:
+        self.start = start
+        self.end = start + len(data)
+        self.data = data
+        self.name = name
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"<Region {self.name} {self.start:#x}-{self.end:#x}>"
+
+
+class AddressSpace:
+    """Sparse, byte-addressable simulated memory of one architecture.
+
+    Region lookup is a binary search over the sorted region starts:
+    Runtime complexity: ``O(log(r))`` for *r* regions.
+    """
+
+    def __init__(self, arch: Arch, on_fault: Callable[[PageFault], None] | None = None) -> None:
+        self.arch = arch
+        self._starts: list[int] = []
+        self._regions: list[Region] = []
+        self._on_fault = on_fault
+        self._ws = arch.word_size
+        self._wcode: Literal["Q", "I"] = "Q" if arch.word_size == 8 else "I"
+
+    # -- mapping ---------------------------------------------------------
+    def map(
+        self, start: int, size: int, name: str, kind: RegionKind = "other",
+        data: bytearray | None = None,
+    ) -> Region:
+        """Map ``[start, start+size)`` (zero-filled unless *data* is given)."""
+        check_int("start", start, minimum=0)
+        check_int("size", size, minimum=1)
+        if data is None:
+            data = bytearray(size)
+        elif len(data) != size:
+            raise KmemsimValueError("data length does not match size")
+        i = bisect.bisect_right(self._starts, start)
+        if (i > 0 and self._regions[i - 1].end > start) or (
+            i < len(self._starts) and self._starts[i] < start + size
+        ):
+            raise KmemsimValueError(f"mapping {start:#x}+{size:#x} overlaps an existing region")
+        region = Region(start, data, name, kind)
+        self._starts.insert(i, start)
+        self._regions.insert(i, region)
+        return region
+
+    def unmap(self, start: int) -> Region:
+        """Remove the region that starts at *start* and return it."""
+        i = bisect.bisect_left(self._starts, start)
+        if i == len(self._starts) or self._starts[i] != start:
+            raise KmemsimValueError(f"no region starts at {start:#x}")
+        del self._starts[i]
+        return self._regions.pop(i)
+
+    def regions(self) -> Iterator[Region]:
+        """Iterate over the mapped regions in address order."""
+        return iter(list(self._regions))
+
+    def region_at(self, addr: int) -> Region | None:
+        """The region containing *addr*, or ``None``.  ``O(log(r))``."""
+        addr = self.arch.untag(addr) if self.arch.top_byte_tags else addr
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0:
+            r = self._regions[i]
+            if addr < r.end:
+                return r
+        return None
+
+    def is_mapped(self, addr: int, size: int = 1) -> bool:
+        """True when every byte of ``[addr, addr+size)`` is mapped."""
+        try:
+            self._spans(addr, size, write=False, fault=False)
+        except LookupError:
+            return False
+        return True
+
+    # -- access ----------------------------------------------------------
+    def _fault(self, addr: int, *, write: bool) -> PageFault:
+        a = self.arch
+        if a.name == "arm64":
+            first = f"Unable to handle kernel paging request at virtual address {a.fmt_addr(addr)}"
+            lines = [first, "Mem abort info:", "  ESR = 0x0000000096000007",
+                     "Internal error: Oops: 0000000096000007 [#1] PREEMPT SMP"]
+        else:
+            code = 0x0002 if write else 0x0000
+            lines = [
+                f"BUG: unable to handle page fault for address: {a.fmt_addr(addr)}",
+                f"#PF: supervisor {'write' if write else 'read'} access in kernel mode",
+                f"#PF: error_code(0x{code:04x}) - not-present page",
+                f"Oops: {code:04x} [#1] PREEMPT SMP" + (" NOPTI" if a.word_size == 8 else ""),
+            ]
+        exc = PageFault(addr, lines, write=write)
+        if self._on_fault is not None:
+            self._on_fault(exc)
+        return exc
+
+    def _spans(
+        self, addr: int, size: int, *, write: bool, fault: bool = True
+    ) -> list[tuple[Region, int, int]]:
+        """Split ``[addr, addr+size)`` into (region, offset, length) pieces."""
+        if self.arch.top_byte_tags:
+            addr = self.arch.untag(addr)
+        pieces: list[tuple[Region, int, int]] = []
+        cur, left = addr, size
+        while left > 0:
+            r = self.region_at(cur)
+            if r is None:
+                if not fault:
+                    raise LookupError(cur)
+                raise self._fault(cur, write=write)
+            n = min(left, r.end - cur)
+            pieces.append((r, cur - r.start, n))
+            cur += n
+            left -= n
+        return pieces
+
+    def read(self, addr: int, n: int) -> bytes:
+        """Read *n* bytes at *addr*.  Faults if any byte is unmapped."""
+        check_int("addr", addr, minimum=0)
+        check_int("n", n, minimum=0)
+        pieces = self._spans(addr, n, write=False)
+        if len(pieces) == 1:
+            r, off, ln = pieces[0]
+            return bytes(r.data[off:off + ln])
+        return b"".join(bytes(r.data[off:off + ln]) for r, off, ln in pieces)
+
+    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        """Write *data* at *addr*.  Nothing is written if any byte would fault."""
+        check_int("addr", addr, minimum=0)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise KmemsimValueError(f"data must be bytes-like, not {type(data).__name__}")
+        mv = memoryview(data).cast("B")
+        pieces = self._spans(addr, len(mv), write=True)
+        pos = 0
+        for r, off, ln in pieces:
+            r.data[off:off + ln] = mv[pos:pos + ln]
+            pos += ln
+
+    def fill(self, addr: int, size: int, byte: int) -> None:
+        """``memset(addr, byte, size)``."""
+        self.write(addr, bytes([byte]) * size)
+
+    def read_word(self, addr: int) -> int:
+        """Read one little-endian machine word at *addr* (any alignment)."""
+        return int.from_bytes(self.read(addr, self._ws), "little")
+
+    def write_word(self, addr: int, value: int) -> None:
+        """Write *value* as one little-endian machine word (negative values wrap)."""
+        check_int("value", value)
+        bits = 8 * self._ws
+        if not -(1 << (bits - 1)) <= value < (1 << bits):
+            raise KmemsimValueError(f"value {value:#x} does not fit in a {bits}-bit word")
+        self.write(addr, (value & self.arch.word_mask).to_bytes(self._ws, "little"))
+
+    def words(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The aligned whole words inside ``[start, end)`` as ``(address, value)``.
+
+        This is exactly what ``scan_block`` reads: the start is rounded up to
+        a word boundary and a word that does not fit entirely is skipped.
+        Unmapped words are skipped too (the kernel never scans unmapped
+        memory: it only scans what its objects describe).
+        """
+        ws = self._ws
+        p = (start + ws - 1) & ~(ws - 1)
+        out: list[tuple[int, int]] = []
+        while p + ws <= end:
+            r = self.region_at(p)
+            if r is None:
+                p += ws
+                continue
+            stop = min(end, r.end)
+            n = (stop - p) // ws
+            if n <= 0:
+                p += ws
+                continue
+            off = p - r.start
+            mv = memoryview(r.data)[off:off + n * ws]
+            if _NATIVE_LITTLE:
+                vals = mv.cast(self._wcode).tolist()
+            else:  # pragma: no cover - big-endian hosts
+                vals = [int.from_bytes(mv[i:i + ws], "little") for i in range(0, n * ws, ws)]
+            out.extend(zip(range(p, p + n * ws, ws), vals, strict=True))
+            p += n * ws
+        return out

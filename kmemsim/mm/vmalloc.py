@@ -1,0 +1,197 @@
+"""vmalloc: virtually contiguous areas with ``vmap_area``/``vm_struct`` and guard pages.
+
+``__vmalloc_node_range`` does what the kernel does, in the kernel's order:
+
+1. a ``struct vmap_area`` from the ``vmap_area`` cache, registered with a
+   scan area from ``rb_node`` onwards (so ``va_start``/``va_end`` never count
+   as references to the block);
+2. a free virtual range with one guard page after it (unmapped: touching
+   it oopses);
+3. a ``struct vm_struct`` (kmalloc) whose ``addr`` field points at the block;
+4. the ``pages`` array (kmalloc) and the physical pages, whose stale bytes
+   show through unless the caller asked for zeroed memory;
+5. ``kmemleak_vmalloc``: the block with ``min_count`` 2 (the ``vm_struct``
+   holds one reference) and ``excess_ref`` on the ``vm_struct``.
+
+>>> from kmemsim import Kernel
+>>> k = Kernel()
+>>> p = k.vmalloc(64)
+>>> obj = k.kmemleak.find(p)
+>>> obj.size, obj.min_count, p % 4096
+(4096, 2, 0)
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import check_int
+from ..layout import PAGE_SIZE
+from .slab import KmemCache
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel
+
+VM_ALLOC = 0x00000002
+
+
+def vm_struct_layout(ws: int) -> dict[str, int]:
+    """Field offsets of ``struct vm_struct`` (next, addr, size, flags, pages, ...)."""
+    names = ["next", "addr", "size", "flags", "pages", "nr_pages", "phys_addr", "caller"]
+    return {n: i * ws for i, n in enumerate(names)} | {"sizeof": len(names) * ws}
+
+
+def vmap_area_layout(ws: int) -> dict[str, int]:
+    """``struct vmap_area``: va_start, va_end, rb_node (3 words), list (2), vm, flags."""
+    return {"va_start": 0, "va_end": ws, "rb_node": 2 * ws, "list": 5 * ws,
+            "vm": 7 * ws, "flags": 8 * ws, "sizeof": 9 * ws}
+
+
+@dataclass(slots=True)
+class VmArea:
+    """The simulator's view of one live vmalloc area."""
+
+    addr: int
+    size: int
+    """Usable size (page aligned, guard page excluded)."""
+    vm_struct: int
+    vmap_area: int
+    pages_array: int
+    pfns: list[int]
+    space: str
+
+
+class VmallocAllocator:
+    """Virtual ranges in the vmalloc space and the module space (execmem)."""
+
+    def __init__(self, k: Kernel, vmap_area_cache: KmemCache, list_head: int) -> None:
+        self.k = k
+        self.areas: dict[int, VmArea] = {}
+        self._busy: dict[str, list[tuple[int, int]]] = {"vmalloc": [], "module": []}
+        self.vmap_area_cache = vmap_area_cache
+        self.vmap_area_list = list_head
+        a = k.arch
+        self.bounds = {"vmalloc": (a.vmalloc_start, a.vmalloc_end),
+                       "module": (a.modules_vaddr, a.modules_end)}
+        self.used_pages = 0
+
+    def _find_range(self, space: str, span: int) -> int:
+        lo, hi = self.bounds[space]
+        # i386 shares one space between modules and vmalloc: check both lists.
+        busy = sorted(self._busy["vmalloc"] + self._busy["module"])
+        cur = lo
+        for start, end in busy:
+            if end <= cur:
+                continue
+            if start - cur >= span:
+                break
+            cur = max(cur, end)
+        return cur if cur + span <= hi else 0
+
+    def vmalloc(self, size: int, *, zero: bool, space: str = "vmalloc",
+                entry: tuple[str, ...] = ("vmalloc_noprof",)) -> int:
+        """``__vmalloc_node_range``; returns the block address, or 0 (NULL)."""
+        check_int("size", size, minimum=0)
+        k = self.k
+        ws = k.arch.word_size
+        size = k.arch.page_align(size)
+        if size == 0:
+            return 0
+        nr_pages = size // PAGE_SIZE
+        frames = ("__vmalloc_node_range_noprof", "__vmalloc_node_noprof", *entry)
+        with k.kernel_frames(*frames):
+            span = size + PAGE_SIZE  # the guard page
+            addr = self._find_range(space, span)
+            if not addr:
+                k.warn(f"vmap allocation for size {span} failed: use vmalloc=<size> to increase size")
+                return 0
+            with k.kernel_frames("alloc_vmap_area"):
+                va = k.slab.slab_alloc(self.vmap_area_cache, self.vmap_area_cache.object_size,
+                                       zero=True)
+            if not va:
+                return 0
+            lay = vmap_area_layout(ws)
+            k.kmemleak.kmemleak_scan_area(va + lay["rb_node"], -1)
+            k.memory.write_word(va + lay["va_start"], addr)
+            k.memory.write_word(va + lay["va_end"], addr + span)
+            with k.kernel_frames("__get_vm_area_node"):
+                vm = k.slab.kmalloc(vm_struct_layout(ws)["sizeof"], zero=True)
+            with k.kernel_frames("__vmalloc_area_node"):
+                pages_array = k.slab.kmalloc(nr_pages * ws, zero=True)
+            pfns: list[int] = []
+            for i in range(nr_pages):
+                pfn = k.page_allocator.alloc(0)
+                if not pfn:
+                    for p in pfns:
+                        k.page_allocator.free(p, 0)
+                    k.slab.kfree(pages_array)
+                    k.slab.kfree(vm)
+                    k.slab.slab_free(self.vmap_area_cache, va, "vfree")
+                    k.warn_alloc("vmalloc", 0)
+                    return 0
+                pfns.append(pfn)
+                k.memory.write_word(pages_array + i * ws, k.page_allocator.struct_page(pfn))
+            vl = vm_struct_layout(ws)
+            k.memory.write_word(vm + vl["addr"], addr)
+            k.memory.write_word(vm + vl["size"], span)
+            k.memory.write_word(vm + vl["flags"], VM_ALLOC)
+            k.store(vm + vl["pages"], pages_array)
+            k.memory.write_word(vm + vl["nr_pages"], nr_pages)
+            k.store(va + lay["vm"], vm)
+            # va->list on the busy list, a static list_head in kernel data
+            self._list_add_tail(va + lay["list"])
+            # The pages' own bytes show through the new mapping.
+            if zero or k.page_allocator.init_on_alloc:
+                data = bytearray(size)
+            else:
+                data = bytearray(b"".join(k.memory.read(k.page_allocator.pfn_to_virt(p), PAGE_SIZE)
+                                          for p in pfns))
+            k.memory.map(addr, size, f"vmalloc {addr:#x}", "module" if space == "module"
+                         else "vmalloc", data)
+            bisect.insort(self._busy[space], (addr, addr + span))
+            self.areas[addr] = VmArea(addr, size, vm, va, pages_array, pfns, space)
+            self.used_pages += nr_pages
+            k.kmemleak.kmemleak_vmalloc(vm, addr, size)
+        return addr
+
+    def _list_add_tail(self, node: int) -> None:
+        k, ws, head = self.k, self.k.arch.word_size, self.vmap_area_list
+        prev = k.memory.read_word(head + ws)
+        k.store(node, head)
+        k.store(node + ws, prev)
+        k.store(prev, node)
+        k.store(head + ws, node)
+
+    def _list_del(self, node: int) -> None:
+        k, ws = self.k, self.k.arch.word_size
+        nxt, prev = k.memory.read_word(node), k.memory.read_word(node + ws)
+        k.store(prev, nxt)
+        k.store(nxt + ws, prev)
+        k.memory.write_word(node, k.arch.list_poison1)
+        k.memory.write_word(node + ws, k.arch.list_poison2)
+
+    def vfree(self, addr: int) -> None:
+        """``vfree``: kmemleak first, then unmap, pages, ``vm_struct``, ``vmap_area``."""
+        check_int("addr", addr, minimum=0)
+        k = self.k
+        if addr == 0:
+            return
+        k.kmemleak.kmemleak_free(addr)
+        area = self.areas.pop(addr, None)
+        if area is None:
+            k.warn(f"Trying to vfree() nonexistent vm area ({addr:#018x})"
+                   if k.arch.word_size == 8 else
+                   f"Trying to vfree() nonexistent vm area ({addr:#010x})")
+            return
+        k.memory.unmap(addr)
+        self._busy[area.space].remove((addr, addr + area.size + PAGE_SIZE))
+        for pfn in area.pfns:
+            k.page_allocator.free(pfn, 0)
+        self.used_pages -= len(area.pfns)
+        self._list_del(area.vmap_area + vmap_area_layout(k.arch.word_size)["list"])
+        k.slab.kfree(area.pages_array)
+        k.slab.kfree(area.vm_struct)
+        k.slab.slab_free(self.vmap_area_cache, area.vmap_area, "vfree")
+
