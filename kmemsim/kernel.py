@@ -198,7 +198,8 @@ class Kernel:
         self.cmdline = cmdline
         self.seed = seed
         self.config = KernelConfig.from_mapping(config)
-        self._rng = random.Random(seed)
+        self.rng = random.Random(seed)
+        """The kernel's seeded random source (``get_random_*``); never the global one."""
         self._hash_key = hashlib.blake2b(f"ptr_key:{seed}".encode(), digest_size=16).digest()
         self._log: list[tuple[int, str]] = []
         self.INITIAL_JIFFIES = (1 << 32) - 300 * hz
@@ -453,7 +454,7 @@ class Kernel:
 
     def rng_word(self) -> int:
         """A seeded random word (``get_random_long``)."""
-        return self._rng.getrandbits(8 * self.arch.word_size)
+        return self.rng.getrandbits(8 * self.arch.word_size)
 
     # --------------------------------------------------------- tasks & stacks
     def spawn(self, comm: str, pid: int | None = None) -> Task:

@@ -73,8 +73,10 @@ class VmallocAllocator:
         self.vmap_area_cache = vmap_area_cache
         self.vmap_area_list = list_head
         a = k.arch
+        # module_load_offset: KASLR places modules 1..1024 pages into their area.
+        self.module_load_offset = k.rng.randint(1, 1024) * PAGE_SIZE
         self.bounds = {"vmalloc": (a.vmalloc_start, a.vmalloc_end),
-                       "module": (a.modules_vaddr, a.modules_end)}
+                       "module": (a.modules_vaddr + self.module_load_offset, a.modules_end)}
         self.used_pages = 0
 
     def _find_range(self, space: str, span: int) -> int:
