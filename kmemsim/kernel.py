@@ -281,7 +281,9 @@ class Kernel:
         self._kmalloc_caches_var = self.define_static(
             "kmalloc_caches", len(KMALLOC_SIZES) * a.word_size, "data")
         for i, size in enumerate(KMALLOC_SIZES):
-            align = size if size & (size - 1) == 0 else a.word_size
+            # Power-of-two kmallocs are naturally aligned (even with slub_debug);
+            # the others get ARCH_KMALLOC_MINALIGN, the alignment of long long.
+            align = size if size & (size - 1) == 0 else 8
             cache = self.slab.create(f"kmalloc-{size}", size, align)
             self.slab.kmalloc_caches[size] = cache
             self._link_cache_struct(cache, self._kmalloc_caches_var + i * a.word_size)

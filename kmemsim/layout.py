@@ -168,7 +168,8 @@ I386 = Arch(
     modules_vaddr=0xF880_0000,
     modules_end=0xFF7F_E000,
     kernel_text=0xC100_0000,
-    vmemmap_start=0xC300_0000,
+    # No vmemmap on i386: mem_map is placed above the vmalloc area, out of the way.
+    vmemmap_start=0xFF80_0000,
     percpu_cookie_base=0x0040_0000,
     poison_pointer_delta=0,
     thread_size=8192,
