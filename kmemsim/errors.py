@@ -49,14 +49,22 @@ class PageFault(KernelOops):
         self.write = write
 
 
-def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
-    """Validate that *value* is an ``int`` (not ``bool``) at least *minimum*.
+def check_int(name: str, value: object, *, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """Validate that *value* is an ``int`` (not ``bool``) in ``[minimum, maximum]``.
 
     >>> check_int("size", 8, minimum=1)
     8
+    >>> check_int("ptr", 1 << 64, maximum=(1 << 64) - 1)
+    Traceback (most recent call last):
+    ...
+    kmemsim.errors.KmemsimValueError: ptr must be at most 0xffffffffffffffff, got 0x10000000000000000
     """
     if isinstance(value, bool) or not isinstance(value, int):
         raise KmemsimTypeError(f"{name} must be an int, not {type(value).__name__}")
     if minimum is not None and value < minimum:
         raise KmemsimValueError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        # Upper bounds are address-space limits: hex reads better than decimal.
+        raise KmemsimValueError(f"{name} must be at most {maximum:#x}, got {value:#x}")
     return value

@@ -156,6 +156,31 @@ class LoadedModule:
     struct_module: int
 
 
+def _check_name(what: str, name: object) -> None:
+    if not isinstance(name, str):
+        raise KmemsimTypeError(f"{what} must be a str, not {type(name).__name__}")
+    if not name:
+        raise KmemsimValueError(f"{what} must not be empty")
+
+
+def kstrtobool(text: str) -> bool | None:
+    """``kstrtobool``: ``y/Y/1/on`` are true, ``n/N/0/off`` false; ``None`` otherwise.
+
+    >>> kstrtobool("Y\\n"), kstrtobool("0"), kstrtobool("off"), kstrtobool("maybe")
+    (True, False, False, None)
+    """
+    s = text.strip("\n")
+    if s[:1] in ("y", "Y", "1"):
+        return True
+    if s[:1] in ("n", "N", "0"):
+        return False
+    if s[:2].lower() == "on":
+        return True
+    if s[:3].lower() == "off" or s[:2].lower() == "of":
+        return False
+    return None
+
+
 def _parse_cmdline(cmdline: str) -> dict[str, str]:
     params: dict[str, str] = {}
     for word in cmdline.split():
@@ -226,7 +251,7 @@ class Kernel:
         self.ram_bytes = mem
         kl_param = params.get("kmemleak")
         cfg = self.config
-        verbose = params.get("kmemleak.verbose", "0") in ("1", "Y", "y")
+        verbose = kstrtobool(params.get("kmemleak.verbose", "0")) is True
         self.kmemleak = Kmemleak(self, KmemleakConfig(
             enabled=cfg.DEBUG_KMEMLEAK, mem_pool_size=cfg.DEBUG_KMEMLEAK_MEM_POOL_SIZE,
             auto_scan=cfg.DEBUG_KMEMLEAK_AUTO_SCAN, verbose=verbose,
@@ -267,9 +292,9 @@ class Kernel:
         # SLUB
         self.slab = SlabAllocator(self)
         slub_debug = params.get("slub_debug")
+        # slub_debug alone means every check (FZPU); otherwise P in the flags poisons.
         self.slab.debug_poison = cfg.SLUB_DEBUG_ON or (
-            slub_debug is not None and (slub_debug == "" or "P" in slub_debug.split(",")[0]
-                                        or slub_debug.startswith("F")))
+            slub_debug is not None and (slub_debug == "" or "p" in slub_debug.split(",")[0].lower()))
         self.printk(f"SLUB: HWalign=64, Order=0-3, MinObjects=0, CPUs={self.ncpus}, Nodes=1")
         self._slab_caches_head = self.define_static("slab_caches", 2 * a.word_size, "data")
         self._init_list_head(self._slab_caches_head)
@@ -366,11 +391,13 @@ class Kernel:
         >>> hex(k.define_static("my_list", 16)) == hex(k.statics["my_list"])
         True
         """
-        if not isinstance(name, str) or not name:
-            raise KmemsimValueError("a static needs a non-empty name")
+        _check_name("name", name)
         if name in self.statics:
             raise KmemsimValueError(f"static {name!r} is already defined")
         check_int("size", size, minimum=1)
+        check_int("align", align, minimum=0)
+        if align & (align - 1):
+            raise KmemsimValueError(f"align must be a power of two, got {align}")
         if section not in ("data", "bss"):
             raise KmemsimValueError("section must be 'data' or 'bss'")
         ws = self.arch.word_size
@@ -424,6 +451,8 @@ class Kernel:
 
     def printk(self, line: str) -> None:
         """Append *line* to the kernel log at the current time."""
+        if not isinstance(line, str):
+            raise KmemsimTypeError(f"line must be a str, not {type(line).__name__}")
         self._log.append((self._now, line))
 
     def dmesg(self, clear: bool = False) -> str:
@@ -461,8 +490,9 @@ class Kernel:
     # --------------------------------------------------------- tasks & stacks
     def spawn(self, comm: str, pid: int | None = None) -> Task:
         """Create a task with a ``THREAD_SIZE`` stack from the page allocator."""
-        if not isinstance(comm, str) or not comm:
-            raise KmemsimValueError("comm must be a non-empty str")
+        _check_name("comm", comm)
+        if pid is not None:
+            check_int("pid", pid, minimum=0)
         a = self.arch
         order = get_order(a.thread_size)
         pfn = self.page_allocator.alloc(order)
@@ -479,6 +509,7 @@ class Kernel:
 
     def exit_task(self, task: Task) -> None:
         """The task exits: its stack is freed (bytes stay) and no longer scanned."""
+        self._check_task(task)
         if not task.alive or task not in self.tasks:
             raise KmemsimValueError(f"{task!r} is not a live task")
         task.alive = False
@@ -490,6 +521,7 @@ class Kernel:
     @contextmanager
     def task_context(self, task: Task) -> Iterator[Task]:
         """Run the body as *task* (``current``)."""
+        self._check_task(task)
         prev = self.current
         self.current = task
         try:
@@ -523,6 +555,8 @@ class Kernel:
         True
         """
         check_int("nwords", nwords, minimum=0)
+        if task is not None:
+            self._check_task(task)
         task = task or self.current
         ws = self.arch.word_size
         need = (nwords + 1) * ws
@@ -544,6 +578,11 @@ class Kernel:
         finally:
             task.frames.pop()
             task.sp = old_sp
+
+    def _check_task(self, task: object) -> None:
+        if not isinstance(task, Task):
+            raise KmemsimTypeError(f"task must be a Task (from Kernel.spawn), not "
+                                   f"{type(task).__name__}")
 
     # ---------------------------------------------------------------- traces
     @contextmanager
@@ -577,6 +616,7 @@ class Kernel:
 
     def symbolize(self, addr: int) -> str:
         """``%pS`` of *addr*: ``name+0xoff/0xlen [module]``, or ``0x<addr>`` when unknown."""
+        check_int("addr", addr, minimum=0)
         for lm in self.modules.values():
             sym = lm.layout.lookup(addr)
             if sym is not None:
@@ -592,7 +632,10 @@ class Kernel:
             text = addr.strip()
             if "+" in text:
                 name, _, off = text.partition("+")
-                offset = int(off.split("/")[0], 16)
+                try:
+                    offset = int(off.split("/")[0], 16)
+                except ValueError:
+                    raise KmemsimValueError(f"cannot parse address {text!r}") from None
                 for layout in reversed(self.module_layouts):
                     for sym in layout.symbols:
                         if sym.name == name:
@@ -607,6 +650,8 @@ class Kernel:
 
     def hash_pointer(self, addr: int) -> int:
         """``%p``: a keyed 32-bit hash of the pointer, fixed per boot (per seed)."""
+        check_int("addr", addr, minimum=0)
+        addr &= self.arch.word_mask
         digest = hashlib.blake2b(addr.to_bytes(8, "little"), key=self._hash_key,
                                  digest_size=4).digest()
         return int.from_bytes(digest, "little")
@@ -645,6 +690,7 @@ class Kernel:
 
     def phys_to_virt(self, phys: int) -> int:
         """``__va``."""
+        check_int("phys", phys, minimum=0)
         return self.arch.page_offset + phys
 
     def virt_to_phys(self, virt: int) -> int:
@@ -687,8 +733,7 @@ class Kernel:
     def kmem_cache_create(self, name: str, size: int, align: int = 0, flags: int = 0
                           ) -> KmemCache:
         """``kmem_cache_create``: a named cache of *size*-byte objects."""
-        if not isinstance(name, str) or not name:
-            raise KmemsimValueError("a cache needs a non-empty name")
+        _check_name("name", name)
         check_int("size", size, minimum=1)
         if size > 8 << 20:
             raise KmemsimValueError(f"object size {size} is too large for a slab cache")
@@ -849,16 +894,20 @@ class Kernel:
     # ----------------------------------------------------------------- files
     def read(self, path: str) -> str:
         """Read a simulated file (``cat``)."""
+        if not isinstance(path, str):
+            raise KmemsimTypeError(f"path must be a str, not {type(path).__name__}")
         if path == KMEMLEAK_PATH and self._kmemleak_file():
             return kmemleak_read(self.kmemleak)
         if path == "/sys/module/kmemleak/parameters/verbose" and self.config.DEBUG_KMEMLEAK:
-            return f"{int(self.kmemleak.kmemleak_verbose)}\n"
+            return "Y\n" if self.kmemleak.kmemleak_verbose else "N\n"  # a bool parameter
         if path == "/proc/cmdline":
             return self.cmdline + "\n"
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
 
     def write(self, path: str, text: str) -> None:
         """Write to a simulated file (``echo text > path``); errors are ``OSError``."""
+        if not isinstance(path, str):
+            raise KmemsimTypeError(f"path must be a str, not {type(path).__name__}")
         if not isinstance(text, str):
             raise KmemsimTypeError("text must be a str")
         if path == KMEMLEAK_PATH and self._kmemleak_file():
@@ -866,10 +915,10 @@ class Kernel:
             self._run_scan_thread(self._now)
             return
         if path == "/sys/module/kmemleak/parameters/verbose" and self.config.DEBUG_KMEMLEAK:
-            value = text.strip()
-            if value not in ("0", "1"):
+            value = kstrtobool(text)
+            if value is None:
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
-            self.kmemleak.kmemleak_verbose = value == "1"
+            self.kmemleak.kmemleak_verbose = value
             return
         if path == "/proc/cmdline":
             raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)

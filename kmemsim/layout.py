@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import KmemsimValueError
+from .errors import KmemsimTypeError, KmemsimValueError
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -188,7 +188,11 @@ def arch_by_name(name: str) -> Arch:
     >>> arch_by_name("arm64").top_byte_tags
     True
     """
-    if not isinstance(name, str) or name not in ARCHES:
+    if not isinstance(name, str):
+        # Kernel(arch=None) is a wrong type, not an unknown architecture.
+        raise KmemsimTypeError(f"arch must be a str naming an architecture, not "
+                               f"{type(name).__name__}")
+    if name not in ARCHES:
         raise KmemsimValueError(
             f"unknown architecture {name!r}: choose one of {', '.join(ARCHES)}"
         )

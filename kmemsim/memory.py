@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Literal
 
-from .errors import KmemsimValueError, PageFault, check_int
+from .errors import KmemsimTypeError, KmemsimValueError, PageFault, check_int
 from .layout import Arch
 
 RegionKind = Literal[
@@ -62,6 +62,8 @@ class AddressSpace:
         self._on_fault = on_fault
         self._ws = arch.word_size
         self._wcode: Literal["Q", "I"] = "Q" if arch.word_size == 8 else "I"
+        # Addresses are unsigned longs: anything wider is a caller's mistake, not a fault.
+        self._top = 1 << (8 * arch.word_size)
 
     # -- mapping ---------------------------------------------------------
     def map(
@@ -69,10 +71,13 @@ class AddressSpace:
         data: bytearray | None = None,
     ) -> Region:
         """Map ``[start, start+size)`` (zero-filled unless *data* is given)."""
-        check_int("start", start, minimum=0)
-        check_int("size", size, minimum=1)
+        check_int("start", start, minimum=0, maximum=self._top - 1)
+        check_int("size", size, minimum=1, maximum=self._top - start)
         if data is None:
             data = bytearray(size)
+        elif not isinstance(data, bytearray):
+            # Regions are written in place: immutable bytes would fail on the first store.
+            raise KmemsimTypeError(f"data must be a bytearray, not {type(data).__name__}")
         elif len(data) != size:
             raise KmemsimValueError("data length does not match size")
         i = bisect.bisect_right(self._starts, start)
@@ -87,6 +92,7 @@ class AddressSpace:
 
     def unmap(self, start: int) -> Region:
         """Remove the region that starts at *start* and return it."""
+        check_int("start", start, minimum=0)
         i = bisect.bisect_left(self._starts, start)
         if i == len(self._starts) or self._starts[i] != start:
             raise KmemsimValueError(f"no region starts at {start:#x}")
@@ -109,6 +115,8 @@ class AddressSpace:
 
     def is_mapped(self, addr: int, size: int = 1) -> bool:
         """True when every byte of ``[addr, addr+size)`` is mapped."""
+        check_int("addr", addr, minimum=0, maximum=self._top - 1)
+        check_int("size", size, minimum=0)
         try:
             self._spans(addr, size, write=False, fault=False)
         except LookupError:
@@ -118,6 +126,14 @@ class AddressSpace:
     # -- access ----------------------------------------------------------
     def _fault(self, addr: int, *, write: bool) -> PageFault:
         a = self.arch
+        if a.top_byte_tags:
+            # arm64 prints untagged_addr(FAR): the address sign-extended from bit 55,
+            # so a NULL dereference reads 0000000000000010, not the 0xff-tagged form
+            # that kasan_reset_tag (our untag) would give.
+            addr &= (1 << 56) - 1
+            if addr >> 55:
+                addr |= 0xFF << 56
+        addr &= a.word_mask  # an access running off the top wraps, as it would
         if a.name == "arm64":
             first = f"Unable to handle kernel paging request at virtual address {a.fmt_addr(addr)}"
             lines = [first, "Mem abort info:", "  ESR = 0x0000000096000007",
@@ -157,7 +173,7 @@ class AddressSpace:
 
     def read(self, addr: int, n: int) -> bytes:
         """Read *n* bytes at *addr*.  Faults if any byte is unmapped."""
-        check_int("addr", addr, minimum=0)
+        check_int("addr", addr, minimum=0, maximum=self._top - 1)
         check_int("n", n, minimum=0)
         pieces = self._spans(addr, n, write=False)
         if len(pieces) == 1:
@@ -167,9 +183,9 @@ class AddressSpace:
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         """Write *data* at *addr*.  Nothing is written if any byte would fault."""
-        check_int("addr", addr, minimum=0)
+        check_int("addr", addr, minimum=0, maximum=self._top - 1)
         if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise KmemsimValueError(f"data must be bytes-like, not {type(data).__name__}")
+            raise KmemsimTypeError(f"data must be bytes-like, not {type(data).__name__}")
         mv = memoryview(data).cast("B")
         pieces = self._spans(addr, len(mv), write=True)
         pos = 0
@@ -179,6 +195,8 @@ class AddressSpace:
 
     def fill(self, addr: int, size: int, byte: int) -> None:
         """``memset(addr, byte, size)``."""
+        check_int("byte", byte, minimum=0, maximum=0xFF)
+        check_int("size", size, minimum=0)
         self.write(addr, bytes([byte]) * size)
 
     def read_word(self, addr: int) -> int:
@@ -199,8 +217,14 @@ class AddressSpace:
         This is exactly what ``scan_block`` reads: the start is rounded up to
         a word boundary and a word that does not fit entirely is skipped.
         Unmapped words are skipped too (the kernel never scans unmapped
-        memory: it only scans what its objects describe).
+        memory: it only scans what its objects describe).  On arm64 the
+        top-byte tags of *start* and *end* are ignored, as on every access;
+        the addresses returned are untagged.
         """
+        check_int("start", start, minimum=0)
+        check_int("end", end, minimum=0)
+        if self.arch.top_byte_tags:
+            start, end = self.arch.untag(start), self.arch.untag(end)
         ws = self._ws
         p = (start + ws - 1) & ~(ws - 1)
         out: list[tuple[int, int]] = []
@@ -212,6 +236,10 @@ class AddressSpace:
             stop = min(end, r.end)
             n = (stop - p) // ws
             if n <= 0:
+                # The word runs past this region's end; it is still a whole word
+                # when the next region starts right there.
+                if self.is_mapped(p, ws):
+                    out.append((p, int.from_bytes(self.read(p, ws), "little")))
                 p += ws
                 continue
             off = p - r.start

@@ -33,12 +33,15 @@ WRITE_BUF_SIZE = 64
 def kstrtoul(text: str, bits: int) -> int:
     """``kstrtoul(s, 0, &v)``: ``0x`` hex, leading ``0`` octal, one trailing newline.
 
-    Raises ``ValueError`` (the kernel's ``-EINVAL``/``-ERANGE``) otherwise.
+    A leading ``+`` is accepted, as ``kstrtoull`` does.  Raises ``ValueError``
+    (the kernel's ``-EINVAL``) for bad syntax and ``OverflowError``
+    (``-ERANGE``) for a value that does not fit in *bits*.
 
-    >>> kstrtoul("0x10\\n", 64), kstrtoul("010", 64), kstrtoul("10", 64)
-    (16, 8, 10)
+    >>> kstrtoul("0x10\\n", 64), kstrtoul("010", 64), kstrtoul("10", 64), kstrtoul("+7", 32)
+    (16, 8, 10, 7)
     """
-    s = text[:-1] if text.endswith("\n") else text
+    s = text[1:] if text.startswith("+") else text
+    s = s[:-1] if s.endswith("\n") else s
     if s.startswith(("0x", "0X")):
         base, digits = 16, s[2:]
     elif s.startswith("0") and len(s) > 1:
@@ -50,7 +53,7 @@ def kstrtoul(text: str, bits: int) -> int:
         raise ValueError(text)
     value = int(digits, base)
     if value >= 1 << bits:
-        raise ValueError(text)
+        raise OverflowError(text)
     return value
 
 
@@ -84,7 +87,9 @@ def kmemleak_write(kl: Kmemleak, text: str) -> None:
         kl.stop_scan_thread()
     elif cmd.startswith("scan="):
         try:
-            secs = kstrtoul(cmd[5:], 32)
+            secs = kstrtoul(cmd[5:], 32)  # kstrtouint: its error is returned as is
+        except OverflowError:
+            raise _fail(errno.ERANGE) from None
         except ValueError:
             raise _fail(errno.EINVAL) from None
         msecs = (secs * 1000) & k.arch.word_mask  # unsigned long: wraps on 32-bit
@@ -100,7 +105,7 @@ def kmemleak_write(kl: Kmemleak, text: str) -> None:
     elif cmd.startswith("dump="):
         try:
             addr = kstrtoul(cmd[5:], 8 * k.arch.word_size)
-        except ValueError:
+        except (ValueError, OverflowError):  # dump_str_object_info: any failure is -EINVAL
             raise _fail(errno.EINVAL) from None
         found = False
         for tree in ("virtual", "phys", "percpu"):

@@ -159,7 +159,9 @@ class Kmemleak:
         self.jiffies_scan_wait = msecs_to_jiffies(SECS_SCAN_WAIT * 1000, hz)
         self.jiffies_last_scan = services.jiffies
         self.scan_thread_running = False
-        self._first_thread = True
+        # kmemleak_scan_thread's static first_run starts as IS_ENABLED(AUTO_SCAN): without
+        # AUTO_SCAN even the first thread (started by scan=on) scans at once.
+        self._first_thread = config.auto_scan
         self.next_scan_jiffies: int | None = None
         self.scans_done = 0
         self._last_scan: ScanResult | None = None
@@ -268,9 +270,14 @@ class Kmemleak:
         parent = self.tree_for(objflags).insert(obj, untagged)
         if parent is not None:
             self._mem_pool_free(obj)
+            # kmemleak_stop(): warn and disable.  The cleanup work is only scheduled, so
+            # the existing object is dumped while still intact (flags, ALLOCATED), and
+            # the thread stop and the metadata release come after the dump.
             self.warn(f"Cannot insert 0x{ptr:x} into the object search tree (overlaps existing)")
-            self.kmemleak_disable()
+            scheduled = self._disable()
             self.dump_object_info(parent)
+            if scheduled:
+                self.kmemleak_do_cleanup()
             return
         self.object_list[serial] = obj
 
@@ -482,22 +489,34 @@ class Kmemleak:
     # ---------------------------------------------------- enable / disable
     def kmemleak_disable(self) -> None:
         """Stop tracking; idempotent.  Metadata is kept if leaks were ever found."""
+        if self._disable():
+            # kmemleak_do_cleanup runs from a workqueue right after.
+            self.kmemleak_do_cleanup()
+
+    def _disable(self) -> bool:
+        """The synchronous part of ``kmemleak_disable``.
+
+        Returns True when the cleanup work was scheduled (disabled after the
+        late initcall); the caller then runs :meth:`kmemleak_do_cleanup`.
+        """
         if self.kmemleak_error:
-            return
+            return False
         self.kmemleak_error = True
         self.kmemleak_enabled = False
         if not self.kmemleak_late_initialized:
             self.kmemleak_free_enabled = False
         self.info("Kernel memory leak detector disabled")
-        if self.kmemleak_late_initialized:
-            # kmemleak_do_cleanup runs from a workqueue right after.
-            self.stop_scan_thread()
-            self.kmemleak_free_enabled = False
-            if not self.kmemleak_found_leaks:
-                self.do_cleanup()
-            else:
-                self.info('Kmemleak disabled without freeing internal data. Reclaim the memory '
-                          'with "echo clear > /sys/kernel/debug/kmemleak".')
+        return self.kmemleak_late_initialized
+
+    def kmemleak_do_cleanup(self) -> None:
+        """The cleanup work: stop the thread, stop tracking frees, free or keep metadata."""
+        self.stop_scan_thread()
+        self.kmemleak_free_enabled = False
+        if not self.kmemleak_found_leaks:
+            self.do_cleanup()
+        else:
+            self.info('Kmemleak disabled without freeing internal data. Reclaim the memory '
+                      'with "echo clear > /sys/kernel/debug/kmemleak".')
 
     def kmemleak_init(self, sections: list[tuple[int, int]]) -> None:
         """Boot set-up: compute timings and register ``.data``/``.bss`` as gray objects."""
@@ -517,10 +536,12 @@ class Kmemleak:
             return
         if not self.kmemleak_enabled:
             return
-        if self.config.auto_scan:
-            self.start_scan_thread()
+        # The thread prints its "started" line when it first runs, after the late
+        # initcall's own line: real boot logs show "initialized" first.
         self.info(f"Kernel memory leak detector initialized (mem pool available: "
                   f"{self.mem_pool_free_count})")
+        if self.config.auto_scan:
+            self.start_scan_thread()
 
     # --------------------------------------------------------- scan thread
     def start_scan_thread(self) -> None:

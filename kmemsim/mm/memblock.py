@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import KmemsimValueError, check_int
+from ..errors import KmemsimTypeError, KmemsimValueError, check_int
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -42,6 +42,8 @@ class Memblock:
         check_int("align", align, minimum=1)
         if align & (align - 1):
             raise KmemsimValueError(f"align must be a power of two, got {align}")
+        if not isinstance(leaktrace, bool):
+            raise KmemsimTypeError(f"leaktrace must be a bool, not {type(leaktrace).__name__}")
         phys = (self.next + align - 1) & ~(align - 1)
         if phys + size > self.end:
             return 0
@@ -55,4 +57,12 @@ class Memblock:
 
     def free(self, virt: int, size: int) -> None:
         """``memblock_free``: ``kmemleak_free_part_phys`` of the range (memory is not reused)."""
-        self.k.kmemleak.kmemleak_free_part_phys(self.k.virt_to_phys(virt), size)
+        check_int("ptr", virt, minimum=0)
+        check_int("size", size, minimum=1)
+        phys = virt - self.k.arch.page_offset
+        # Checked here, not by virt_to_phys: its error would name "virt", not the caller's ptr.
+        if not (self.start <= phys and phys + size <= self.end):
+            raise KmemsimValueError(
+                f"ptr {virt:#x} (size {size}) is not memblock memory: the arena is "
+                f"{self.k.phys_to_virt(self.start):#x}..{self.k.phys_to_virt(self.end):#x}")
+        self.k.kmemleak.kmemleak_free_part_phys(phys, size)

@@ -103,6 +103,11 @@ class KmemCache:
             self.offset = (object_size // 2) & ~(ws - 1)
         self.size = (inuse + self.align - 1) & ~(self.align - 1)
         self.order = self._calculate_order(k.ncpus)
+        if self.order > MAX_PAGE_ORDER:
+            # calculate_order() returns -ENOSYS: kmem_cache_create() fails.
+            raise KmemsimValueError(
+                f"kmem_cache_create({name}) failed with error -22: object size {object_size} "
+                f"needs order {self.order} slabs, above MAX_PAGE_ORDER ({MAX_PAGE_ORDER})")
         self.objects_per_slab = (PAGE_SIZE << self.order) // self.size
         self.random = k.rng_word() if k.config.SLAB_FREELIST_HARDENED else 0
         self.slabs: dict[int, Slab] = {}
@@ -178,8 +183,10 @@ class KmemCache:
         obj = slab.freelist.pop()
         self.allocated.add(obj)
         self.active_objects += 1
-        if self.flags & SLAB_POISON:
-            # With the free pointer outside the object, clear it as SLUB does.
+        if self.flags & SLAB_POISON or self.k.page_allocator.init_on_free:
+            # With the free pointer outside the object, clear it as SLUB does; with
+            # init_on_free, maybe_wipe_obj_freeptr() clears the in-object free pointer
+            # so that the object comes back all zero.
             self.k.memory.write_word(obj + self.offset, 0)
         return obj
 
@@ -228,7 +235,9 @@ class SlabAllocator:
         if not addr >= self.k.arch.page_offset:
             return None
         pfn = pa.virt_to_pfn(addr)
-        for order in range(SLUB_MAX_ORDER + 1):
+        # Caches of objects above 32 KiB use slabs of order get_order(size), above
+        # SLUB_MAX_ORDER: look at every order a slab can have.
+        for order in range(MAX_PAGE_ORDER + 1):
             head = pfn & ~((1 << order) - 1)
             cache = self.by_slab_pfn.get(head)
             if cache is not None and cache.order == order:
@@ -251,10 +260,12 @@ class SlabAllocator:
         return obj
 
     def slab_free(self, cache: KmemCache, obj: int, caller: str) -> None:
-        if obj not in cache.allocated:
-            raise self._bug(cache, obj, caller)
+        # slab_free_hook (kmemleak_free_recursive) runs before SLUB checks the
+        # pointer: an interior pointer gets kmemleak's alias warning first.
         if not cache.flags & SLAB_NOLEAKTRACE:
             self.k.kmemleak.kmemleak_free(obj)
+        if obj not in cache.allocated:
+            raise self._bug(cache, obj, caller)
         if self.k.page_allocator.init_on_free:
             self.k.memory.fill(obj, cache.object_size, 0)
         pfns_before = {s.pfn for s in cache.slabs.values()}
@@ -309,7 +320,8 @@ class SlabAllocator:
         return addr
 
     def kfree(self, addr: int) -> None:
-        check_int("addr", addr, minimum=0)
+        # Named "ptr" as in Kernel.kfree, whose argument this is.
+        check_int("ptr", addr, minimum=0, maximum=self.k.arch.word_mask)
         if addr <= ZERO_SIZE_PTR:
             return
         cache = self.cache_of(addr)

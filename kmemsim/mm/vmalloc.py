@@ -9,7 +9,8 @@
    it oopses);
 3. a ``struct vm_struct`` (kmalloc) whose ``addr`` field points at the block;
 4. the ``pages`` array (kmalloc) and the physical pages, whose stale bytes
-   show through unless the caller asked for zeroed memory;
+   show through unless the caller asked for zeroed memory (and at ``vfree``
+   what was written through the mapping stays in those pages);
 5. ``kmemleak_vmalloc``: the block with ``min_count`` 2 (the ``vm_struct``
    holds one reference) and ``excess_ref`` on the ``vm_struct``.
 
@@ -98,10 +99,20 @@ class VmallocAllocator:
         check_int("size", size, minimum=0)
         k = self.k
         ws = k.arch.word_size
+        real_size = size
         size = k.arch.page_align(size)
         if size == 0:
             return 0
         nr_pages = size // PAGE_SIZE
+        pa = k.page_allocator
+        if nr_pages > pa.total_pages:
+            self._vmalloc_error(f"size {real_size}, exceeds total pages")
+            return 0
+        if nr_pages > pa.free_pages:
+            # The page loop below would fail on the way; fail before mapping anything
+            # (what is printed and what is left allocated are the same).
+            k.warn_alloc("vmalloc", 0)
+            return 0
         frames = ("__vmalloc_node_range_noprof", "__vmalloc_node_noprof", *entry)
         with k.kernel_frames(*frames):
             span = size + PAGE_SIZE  # the guard page
@@ -120,8 +131,17 @@ class VmallocAllocator:
             k.memory.write_word(va + lay["va_end"], addr + span)
             with k.kernel_frames("__get_vm_area_node"):
                 vm = k.slab.kmalloc(vm_struct_layout(ws)["sizeof"], zero=True)
+            if not vm:
+                k.slab.slab_free(self.vmap_area_cache, va, "vfree")
+                return 0
             with k.kernel_frames("__vmalloc_area_node"):
                 pages_array = k.slab.kmalloc(nr_pages * ws, zero=True)
+            if not pages_array:
+                self._vmalloc_error(f"size {real_size}, failed to allocated page array "
+                                    f"size {nr_pages * ws}")
+                k.slab.kfree(vm)
+                k.slab.slab_free(self.vmap_area_cache, va, "vfree")
+                return 0
             pfns: list[int] = []
             for i in range(nr_pages):
                 pfn = k.page_allocator.alloc(0)
@@ -158,6 +178,11 @@ class VmallocAllocator:
             k.kmemleak.kmemleak_vmalloc(vm, addr, size)
         return addr
 
+    def _vmalloc_error(self, what: str) -> None:
+        """``warn_alloc(gfp, NULL, "vmalloc error: ...")`` (the kernel's own typo kept)."""
+        self.k.warn(f"{self.k.current.comm}: vmalloc error: {what}, "
+                    "mode:0xcc0(GFP_KERNEL), nodemask=(null)")
+
     def _list_add_tail(self, node: int) -> None:
         k, ws, head = self.k, self.k.arch.word_size, self.vmap_area_list
         prev = k.memory.read_word(head + ws)
@@ -176,7 +201,8 @@ class VmallocAllocator:
 
     def vfree(self, addr: int) -> None:
         """``vfree``: kmemleak first, then unmap, pages, ``vm_struct``, ``vmap_area``."""
-        check_int("addr", addr, minimum=0)
+        # Named "ptr" as in Kernel.vfree, whose argument this is.
+        check_int("ptr", addr, minimum=0, maximum=self.k.arch.word_mask)
         k = self.k
         if addr == 0:
             return
@@ -187,7 +213,12 @@ class VmallocAllocator:
                    if k.arch.word_size == 8 else
                    f"Trying to vfree() nonexistent vm area ({addr:#010x})")
             return
-        k.memory.unmap(addr)
+        region = k.memory.unmap(addr)
+        # The mapping and the pages are one memory in the kernel: what was written
+        # through the mapping is what the freed pages hold (stale bytes for the next user).
+        for i, pfn in enumerate(area.pfns):
+            k.memory.write(k.page_allocator.pfn_to_virt(pfn),
+                           region.data[i * PAGE_SIZE:(i + 1) * PAGE_SIZE])
         self._busy[area.space].remove((addr, addr + area.size + PAGE_SIZE))
         for pfn in area.pfns:
             k.page_allocator.free(pfn, 0)

@@ -11,7 +11,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from ..errors import KmemsimValueError
+from ..errors import KmemsimTypeError, KmemsimValueError
 from ..module import Module
 from .article import ArticleLeakModule, FixedArticleModule
 
@@ -25,7 +25,7 @@ BUNDLED: dict[str, type[Module]] = {
 def bundled_module(name: str) -> type[Module]:
     """The bundled module called *name* (``-`` and ``_`` are interchangeable, as for modprobe)."""
     if not isinstance(name, str):
-        raise KmemsimValueError("module name must be a str")
+        raise KmemsimTypeError(f"name must be a str, not {type(name).__name__}")
     key = name.replace("-", "_")
     try:
         return BUNDLED[key]
