@@ -52,6 +52,8 @@ from .symbols import (
     layout_module,
     return_address_in,
 )
+from .truth.encodings import Encoding, Plain
+from .truth.model import Truth
 
 #: Physical memory below this is firmware, the kernel image and its data.
 RESERVED_LOW = 40 << 20
@@ -62,6 +64,8 @@ KERNEL_SECTION_SIZE = 32 * 1024
 #: Bytes of one ``struct kmem_cache``, ``struct module`` (simulated layouts).
 KMEM_CACHE_STRUCT_WORDS = 32
 STRUCT_MODULE_SIZE = 1024
+#: Word index of ``mem[MOD_TEXT].base`` in the simulated ``struct module``.
+STRUCT_MODULE_TEXT_BASE = 8
 #: Words of ``pt_regs`` at the top of every kernel stack.
 PT_REGS_WORDS = 21
 
@@ -154,6 +158,7 @@ class LoadedModule:
     text: int
     data: int
     struct_module: int
+    data_size: int
 
 
 def _check_name(what: str, name: object) -> None:
@@ -229,7 +234,10 @@ class Kernel:
         self._log: list[tuple[int, str]] = []
         self.INITIAL_JIFFIES = (1 << 32) - 300 * hz
         self._now = self.INITIAL_JIFFIES
-        self.memory = AddressSpace(self.arch, on_fault=self._record_fault)
+        self.truth = Truth(self)
+        """The ground truth: what the program meant (see :mod:`kmemsim.truth`)."""
+        self.memory = AddressSpace(self.arch, on_fault=self._record_fault,
+                                   on_write=self.truth.on_write)
         self.symbols = KernelSymbols(self.arch)
         self.module_layouts: list[ModuleLayout] = []
         self.modules: dict[str, LoadedModule] = {}
@@ -410,6 +418,16 @@ class Kernel:
         self.statics[name] = addr
         return addr
 
+    @property
+    def kernel_data_start(self) -> int:
+        """``_sdata``: the start of the kernel's ``.data`` (``.bss`` follows)."""
+        return self._data_start
+
+    @property
+    def kernel_data_end(self) -> int:
+        """``__bss_stop``: the end of the kernel's ``.bss``."""
+        return self._bss_start + KERNEL_SECTION_SIZE
+
     # ------------------------------------------------------------ time & log
     @property
     def jiffies(self) -> int:
@@ -578,6 +596,7 @@ class Kernel:
         finally:
             task.frames.pop()
             task.sp = old_sp
+            self.truth.on_frame_return(frame.base, frame.base + nwords * ws)
 
     def _check_task(self, task: object) -> None:
         if not isinstance(task, Task):
@@ -820,7 +839,9 @@ class Kernel:
         if not pfn:
             self.warn_alloc("alloc_pages", order)
             return 0
-        return self.page_allocator.pfn_to_virt(pfn)
+        addr = self.page_allocator.pfn_to_virt(pfn)
+        self.truth.on_alloc(addr, PAGE_SIZE << order, "pages")
+        return addr
 
     def free_pages(self, addr: int, order: int = 0) -> None:
         """``free_pages``: the bytes stay in the freed pages."""
@@ -830,6 +851,7 @@ class Kernel:
         if addr < self.arch.page_offset or pa.allocated.get(pa.virt_to_pfn(addr)) != order \
                 or addr % PAGE_SIZE or self.slab.cache_of(addr) is not None:
             raise KmemsimValueError(f"{addr:#x} is not a block of order {order} from alloc_pages")
+        self.truth.on_free(addr)
         pa.free(pa.virt_to_pfn(addr), order)
 
     def alloc_percpu(self, size: int, align: int | None = None) -> int:
@@ -847,6 +869,7 @@ class Kernel:
                           "alloc from reserved chunk failed")
                 return 0
             self.kmemleak.kmemleak_alloc_percpu(cookie, size)
+        self.truth.on_alloc_percpu(cookie, size)
         return cookie
 
     def free_percpu(self, cookie: int) -> None:
@@ -855,6 +878,7 @@ class Kernel:
         if cookie == 0:
             return
         self.kmemleak.kmemleak_free_percpu(cookie)
+        self.truth.on_free(cookie)
         if not self.percpu.free(cookie):
             self.warn(f"WARNING: free_percpu of unknown pointer {cookie:#x}")
 
@@ -868,7 +892,9 @@ class Kernel:
 
         ``leaktrace=False`` models ``MEMBLOCK_ALLOC_NOLEAKTRACE``.
         """
-        return self.memblock_arena.alloc(size, align or self.arch.word_size, leaktrace=leaktrace)
+        ptr = self.memblock_arena.alloc(size, align or self.arch.word_size, leaktrace=leaktrace)
+        self.truth.on_alloc(ptr, size, "memblock")
+        return ptr
 
     def memblock_free(self, ptr: int, size: int) -> None:
         """``memblock_free``: ``kmemleak_free_part_phys`` of the range."""
@@ -877,19 +903,38 @@ class Kernel:
         self.memblock_arena.free(ptr, size)
 
     # -------------------------------------------------------------- pointers
-    def store(self, slot: int, target: int) -> None:
-        """Store a pointer the program means as a reference: ``*slot = target``.
+    def store(self, slot: int, target: int, encoding: Encoding | None = None) -> None:
+        """Store a reference the program means: ``*slot = target``, written with *encoding*.
 
-        The bytes go to memory (that is all kmemleak sees).
+        The encoded bytes go to memory (that is all kmemleak sees) and the
+        logical edge ``slot -> target`` goes to :attr:`truth`.  A NULL target
+        writes zeros and records no edge.  ``write_word`` is plain data: it
+        records no edge (and ends any edge whose slot it overwrites).
 
         >>> from kmemsim import Kernel
+        >>> from kmemsim.truth import Xor
         >>> k = Kernel(); a = k.kmalloc(64); b = k.kmalloc(64)
         >>> k.store(a, b); k.memory.read_word(a) == b
         True
+        >>> k.store(a, b, encoding=Xor(key=0xff)); k.memory.read_word(a) == b ^ 0xff
+        True
+        >>> k.truth.edges[a].encoding.label
+        'XOR'
         """
-        check_int("slot", slot, minimum=0)
-        check_int("target", target, minimum=0)
-        self.memory.write_word(slot, target)
+        check_int("slot", slot, minimum=0, maximum=self.arch.word_mask)
+        check_int("target", target, minimum=0, maximum=self.arch.word_mask)
+        if encoding is None:
+            encoding = Plain()
+        elif not isinstance(encoding, Encoding):
+            raise KmemsimTypeError(f"encoding must be a kmemsim.truth.Encoding, not "
+                                   f"{type(encoding).__name__}")
+        block = self.truth.block_at(target) if target else None
+        enc = encoding.bind(self.arch, block.size if block is not None else 0)
+        pieces = enc.writes(target, slot) if target else [(slot, bytes(self.arch.word_size))]
+        for addr, data in pieces:
+            self.memory.write(addr, data)
+        if target:
+            self.truth.add_edge(slot, target, enc, pieces)
 
     # ----------------------------------------------------------------- files
     def read(self, path: str) -> str:
@@ -985,6 +1030,9 @@ class Kernel:
             off += (size + ws - 1) & ~(ws - 1)
         inst.core_layout_text, inst.core_layout_data = text, data
         struct_module = data
+        # mod->mem[MOD_TEXT].base: the module's text is reachable through struct module.
+        self.truth.on_alloc(text, self.vmalloc_allocator.areas[text].size, "module_text")
+        self.store(struct_module + STRUCT_MODULE_TEXT_BASE * ws, text)
         # mod->list on the global modules list
         node = struct_module + ws
         head = self._modules_head
@@ -993,7 +1041,8 @@ class Kernel:
         self.store(node + ws, prev)
         self.store(prev, node)
         self.store(head + ws, node)
-        lm = LoadedModule(name, inst, layout, text, data, struct_module)
+        lm = LoadedModule(name, inst, layout, text, data, struct_module,
+                          self.vmalloc_allocator.areas[data].size)
         self.modules[name] = lm
         self.module_layouts.append(layout)
         for sym in layout.symbols:

@@ -55,8 +55,11 @@ class AddressSpace:
     Runtime complexity: ``O(log(r))`` for *r* regions.
     """
 
-    def __init__(self, arch: Arch, on_fault: Callable[[PageFault], None] | None = None) -> None:
+    def __init__(self, arch: Arch, on_fault: Callable[[PageFault], None] | None = None,
+                 on_write: Callable[[int, int], None] | None = None) -> None:
         self.arch = arch
+        self._on_write = on_write
+        """Told of every write (``addr, length``): the ground truth ends overwritten edges."""
         self._starts: list[int] = []
         self._regions: list[Region] = []
         self._on_fault = on_fault
@@ -192,6 +195,8 @@ class AddressSpace:
         for r, off, ln in pieces:
             r.data[off:off + ln] = mv[pos:pos + ln]
             pos += ln
+        if self._on_write is not None:
+            self._on_write(addr, len(mv))
 
     def fill(self, addr: int, size: int, byte: int) -> None:
         """``memset(addr, byte, size)``."""

@@ -257,6 +257,7 @@ class SlabAllocator:
             self.k.memory.fill(obj, size_for_init, 0)
         if not cache.flags & SLAB_NOLEAKTRACE:
             self.k.kmemleak.kmemleak_alloc(obj, cache.object_size, 1)
+        self.k.truth.on_alloc(obj, cache.object_size, "slab", cache.name)
         return obj
 
     def slab_free(self, cache: KmemCache, obj: int, caller: str) -> None:
@@ -266,6 +267,7 @@ class SlabAllocator:
             self.k.kmemleak.kmemleak_free(obj)
         if obj not in cache.allocated:
             raise self._bug(cache, obj, caller)
+        self.k.truth.on_free(obj)
         if self.k.page_allocator.init_on_free:
             self.k.memory.fill(obj, cache.object_size, 0)
         pfns_before = {s.pfn for s in cache.slabs.values()}
@@ -317,6 +319,7 @@ class SlabAllocator:
             addr = self.k.page_allocator.pfn_to_virt(pfn)
             self.large[addr] = (order, size)
             self.k.kmemleak.kmemleak_alloc(addr, size, 1)
+            self.k.truth.on_alloc(addr, size, "kmalloc_large")
         return addr
 
     def kfree(self, addr: int) -> None:
@@ -331,6 +334,7 @@ class SlabAllocator:
         if addr in self.large:
             order, _ = self.large.pop(addr)
             self.k.kmemleak.kmemleak_free(addr)
+            self.k.truth.on_free(addr)
             self.k.page_allocator.free(self.k.page_allocator.virt_to_pfn(addr), order)
             return
         # Not a slab object and not a large kmalloc: kmemleak sees the free first.

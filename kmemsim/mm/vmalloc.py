@@ -176,6 +176,7 @@ class VmallocAllocator:
             self.areas[addr] = VmArea(addr, size, vm, va, pages_array, pfns, space)
             self.used_pages += nr_pages
             k.kmemleak.kmemleak_vmalloc(vm, addr, size)
+            k.truth.on_alloc(addr, size, "vmalloc" if space == "vmalloc" else "module")
         return addr
 
     def _vmalloc_error(self, what: str) -> None:
@@ -213,6 +214,7 @@ class VmallocAllocator:
                    if k.arch.word_size == 8 else
                    f"Trying to vfree() nonexistent vm area ({addr:#010x})")
             return
+        k.truth.on_free(addr)
         region = k.memory.unmap(addr)
         # The mapping and the pages are one memory in the kernel: what was written
         # through the mapping is what the freed pages hold (stale bytes for the next user).

@@ -1,0 +1,278 @@
+"""The truth: live blocks, logical references (edges) and the program's real roots.
+
+The kernel reports every allocation and free here, and every pointer the
+program *means* (``Kernel.store``).  Bytes are what kmemleak sees; edges are
+what the program meant.  An edge lives from its store until its slot is
+overwritten (by anything, ``write_word`` included), the block holding the
+slot is freed, or the stack frame holding it returns; then it moves to the
+slot's history, which is how a stale word is recognised later.
+
+Roots of the truth are the program's real roots: kernel statics (``.data``
+and ``.bss``), a loaded module's data, per-CPU static variables and the
+locals of live stack frames.
+
+>>> from kmemsim import Kernel
+>>> k = Kernel()
+>>> head = k.define_static("head", 8)
+>>> a = k.kmalloc(64); b = k.kmalloc(64)
+>>> k.store(head, a); k.store(a + 8, b)
+>>> t = k.truth
+>>> {a, b} <= set(t.reachable_blocks())
+True
+>>> k.memory.write_word(head, 0)          # overwriting the slot removes the edge
+>>> a in t.reachable_blocks(), t.history[head].reason
+(False, 'overwritten')
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sortedcontainers import SortedDict
+
+from .encodings import Encoding
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel
+
+#: The longest piece an encoding writes (one word).
+_MAX_PIECE = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One live allocation as the allocator sees it (tracked by kmemleak or not)."""
+
+    base: int
+    size: int
+    kind: str
+    """``slab``, ``kmalloc_large``, ``vmalloc``, ``module``, ``module_text``, ``pages``,
+    ``percpu``, ``memblock``."""
+    cache: str = ""
+
+    @property
+    def end(self) -> int:
+        return self.base + self.size
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """A reference the program meant: the word(s) at ``slot`` stand for ``target``."""
+
+    slot: int
+    target: int
+    """The address the program meant (usually the target block's start)."""
+    target_base: int
+    encoding: Encoding
+    pieces: tuple[tuple[int, bytes], ...]
+    """What was written: ``(address, bytes)``."""
+    holder: int | None
+    """Base of the block holding the slot, or ``None`` for a root."""
+    root: str | None
+    """Which root holds the slot (``"kernel static"``, ``"stack of comm[pid]"`` ...)."""
+    jiffies: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemovedEdge:
+    """An edge that ended, and why: ``overwritten``, ``holder freed``, ``frame returned``,
+    ``target freed``."""
+
+    edge: Edge
+    reason: str
+    jiffies: int
+
+
+class Truth:
+    """What the program meant, kept beside the bytes (see the module docstring)."""
+
+    def __init__(self, k: Kernel) -> None:
+        self.k = k
+        self.blocks: SortedDict = SortedDict()  # base -> Block
+        self.edges: dict[int, Edge] = {}  # slot -> Edge
+        self._pieces: SortedDict = SortedDict()  # piece address -> (slot, length)
+        self._by_target: dict[int, set[int]] = {}  # target block base -> slots
+        self._by_holder: dict[int | None, set[int]] = {}
+        self.history: dict[int, RemovedEdge] = {}
+        self.percpu_copies: SortedDict = SortedDict()  # copy start -> (cookie, size)
+        self.enabled = True
+
+    # ------------------------------------------------------------- blocks
+    def on_alloc(self, base: int, size: int, kind: str, cache: str = "") -> None:
+        if base:
+            self.blocks[base] = Block(base, size, kind, cache)
+
+    def on_alloc_percpu(self, cookie: int, size: int) -> None:
+        self.on_alloc(cookie, size, "percpu")
+        for cpu in self.k.possible_cpus():
+            self.percpu_copies[cookie + self.k.per_cpu_offset(cpu)] = (cookie, size)
+
+    def on_free(self, base: int) -> None:
+        block = self.blocks.pop(base, None)
+        if block is None:
+            return
+        if block.kind == "percpu":
+            for cpu in self.k.possible_cpus():
+                copy = base + self.k.per_cpu_offset(cpu)
+                self.percpu_copies.pop(copy, None)
+                self._remove_range(copy, copy + block.size, "holder freed")
+        else:
+            self._remove_range(block.base, block.end, "holder freed")
+        for slot in list(self._by_target.get(base, ())):
+            self._remove(slot, "target freed")
+
+    def block_at(self, addr: int) -> Block | None:
+        """The live block containing *addr*.  ``O(log(n))``."""
+        sd = self.blocks
+        i = sd.bisect_right(addr) - 1
+        if i >= 0:
+            block: Block = sd.peekitem(i)[1]
+            if addr < block.end:
+                return block
+        return None
+
+    def holder_block(self, addr: int) -> Block | None:
+        """The block whose memory holds *addr* (per-CPU copies map to their cookie)."""
+        block = self.block_at(addr)
+        if block is not None and block.kind != "percpu":
+            return block
+        pc = self.percpu_copies
+        i = pc.bisect_right(addr) - 1
+        if i >= 0:
+            start, (cookie, size) = pc.peekitem(i)
+            if addr < start + size:
+                return self.blocks.get(cookie)  # type: ignore[no-any-return]
+        return None
+
+    # -------------------------------------------------------------- roots
+    def root_of(self, addr: int) -> str | None:
+        """Name the real root holding *addr*, or ``None`` if it is not a root."""
+        k = self.k
+        if k.kernel_data_start <= addr < k.kernel_data_end:
+            return "kernel static"
+        for lm in k.modules.values():
+            if lm.data <= addr < lm.data + lm.data_size:
+                return f"static of module {lm.name}"
+        for start, end in k.percpu_static_sections():
+            if start <= addr < end:
+                return "per-CPU variable"
+        for task in k.tasks:
+            if task.stack <= addr < task.stack + task.stack_size:
+                for frame in task.frames:
+                    if frame.base <= addr < frame.base + frame.nwords * frame.word_size:
+                        return f"local in a live frame of {task.comm}[{task.pid}]"
+                return None
+        return None
+
+    # -------------------------------------------------------------- edges
+    def add_edge(self, slot: int, target: int, encoding: Encoding,
+                 pieces: list[tuple[int, bytes]]) -> Edge | None:
+        """Record the edge ``slot -> target`` (after its bytes were written)."""
+        tb = self.block_at(target)
+        if tb is None:
+            return None  # a pointer to something that is not an allocation
+        root = self.root_of(slot)
+        holder = None
+        if root is None:
+            hb = self.holder_block(slot)
+            if hb is None:
+                return None  # the slot is in no live memory the program owns
+            holder = hb.base
+        edge = Edge(slot, target, tb.base, encoding, tuple(pieces), holder, root,
+                    self.k.jiffies)
+        self.edges[slot] = edge
+        for addr, data in pieces:
+            self._pieces[addr] = (slot, len(data))
+        self._by_target.setdefault(tb.base, set()).add(slot)
+        self._by_holder.setdefault(holder, set()).add(slot)
+        return edge
+
+    def _remove(self, slot: int, reason: str) -> None:
+        edge = self.edges.pop(slot, None)
+        if edge is None:
+            return
+        for addr, _ in edge.pieces:
+            self._pieces.pop(addr, None)
+        self._by_target.get(edge.target_base, set()).discard(slot)
+        self._by_holder.get(edge.holder, set()).discard(slot)
+        self.history[slot] = RemovedEdge(edge, reason, self.k.jiffies)
+
+    def _remove_range(self, start: int, end: int, reason: str) -> None:
+        if not self._pieces:
+            return
+        hits = {self._pieces[a][0] for a in self._pieces.irange(start - _MAX_PIECE + 1, end - 1)
+                if a + self._pieces[a][1] > start}
+        for slot in hits:
+            self._remove(slot, reason)
+
+    def on_write(self, addr: int, n: int) -> None:
+        """Bytes at ``[addr, addr+n)`` changed: edges whose slot they touch end."""
+        if n > 0:
+            self._remove_range(addr, addr + n, "overwritten")
+
+    def on_frame_return(self, start: int, end: int) -> None:
+        """A stack frame returned: its locals stop being references (their bytes stay)."""
+        self._remove_range(start, end, "frame returned")
+
+    # -------------------------------------------------------- reachability
+    def referrers(self, base: int) -> list[Edge]:
+        """The live edges that point into the block at *base*."""
+        return [self.edges[s] for s in sorted(self._by_target.get(base, ()))]
+
+    def out_edges(self, holder: int | None) -> list[Edge]:
+        """The live edges held by the block at *holder* (``None``: the roots)."""
+        return [self.edges[s] for s in sorted(self._by_holder.get(holder, ()))]
+
+    def reachable_blocks(self, extra_roots: Iterable[int] = ()) -> dict[int, Edge | None]:
+        """Every block reachable from the roots, mapped to the edge that first reached it.
+
+        Breadth-first, so following the recorded edges back gives a shortest
+        path to a root.  ``O(blocks + edges)``.
+        """
+        parent: dict[int, Edge | None] = {}
+        queue: deque[int] = deque()
+        for base in extra_roots:
+            if base not in parent:
+                parent[base] = None
+                queue.append(base)
+        for edge in self.out_edges(None):
+            if edge.target_base not in parent:
+                parent[edge.target_base] = edge
+                queue.append(edge.target_base)
+        for block in self.blocks.values():
+            if block.kind == "module" and block.base not in parent:
+                parent[block.base] = None  # a loaded module's data is a root
+                queue.append(block.base)
+        while queue:
+            base = queue.popleft()
+            for slot in sorted(self._by_holder.get(base, ())):
+                edge = self.edges[slot]
+                if edge.target_base not in parent:
+                    parent[edge.target_base] = edge
+                    queue.append(edge.target_base)
+        return parent
+
+    def path_to_root(self, base: int, reach: dict[int, Edge | None] | None = None) -> list[Edge]:
+        """The chain of edges from a root to the block at *base* (empty if unreachable)."""
+        reach = self.reachable_blocks() if reach is None else reach
+        path: list[Edge] = []
+        cur: int | None = base
+        while cur is not None and cur in reach:
+            edge = reach[cur]
+            if edge is None:
+                break
+            path.append(edge)
+            cur = edge.holder
+        return path[::-1]
+
+    def _check(self) -> None:
+        """Assert that the indexes agree with the edge table."""
+        for slot, edge in self.edges.items():
+            assert edge.slot == slot
+            assert slot in self._by_target[edge.target_base]
+            assert slot in self._by_holder[edge.holder]
+            for addr, data in edge.pieces:
+                assert self._pieces[addr] == (slot, len(data))
