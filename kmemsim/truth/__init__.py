@@ -22,6 +22,7 @@ from .encodings import (
     Unaligned,
     Xor,
 )
+from .judge import Judgement, KeptBy, LeakGroup, Referrer, Verdict, judge
 from .model import Block, Edge, RemovedEdge, Truth
 
 __all__ = [
@@ -32,15 +33,21 @@ __all__ = [
     "Encoding",
     "HardenedFreelist",
     "Interior",
+    "Judgement",
+    "KeptBy",
+    "LeakGroup",
     "LowBitTag",
     "OnePastTheEnd",
     "Physical",
     "Plain",
+    "Referrer",
     "RemovedEdge",
     "Shifted",
     "SplitHalves",
     "TopByteTag",
     "Truth",
     "Unaligned",
+    "Verdict",
     "Xor",
+    "judge",
 ]
