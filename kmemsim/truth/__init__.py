@@ -22,6 +22,7 @@ from .encodings import (
     Unaligned,
     Xor,
 )
+from .explain import Explanation, explain
 from .judge import Judgement, KeptBy, LeakGroup, Referrer, Verdict, judge
 from .model import Block, Edge, RemovedEdge, Truth
 
@@ -31,6 +32,7 @@ __all__ = [
     "Block",
     "Edge",
     "Encoding",
+    "Explanation",
     "HardenedFreelist",
     "Interior",
     "Judgement",
@@ -49,5 +51,6 @@ __all__ = [
     "Unaligned",
     "Verdict",
     "Xor",
+    "explain",
     "judge",
 ]
