@@ -95,7 +95,7 @@ class Verdict:
     """``direct`` or ``indirect`` (held only by other leaks) for unreachable objects."""
     group: int | None = None
     path: tuple[Edge, ...] = ()
-    """For a reachable object, a shortest chain of logical references from a root."""
+    """For a false positive, a shortest chain of logical references from a root."""
 
     def __str__(self) -> str:
         return f"0x{self.pointer:x} (size {self.size}): {self.kind}: {self.cause}. {self.detail}"
@@ -326,12 +326,11 @@ class _Judge:
                 reported: bool) -> Verdict:
         base = (obj.pointer, obj.size)
         if reachable:
-            path = tuple(self.truth.path_to_root(block.base, self.reach)) if block else ()
             if not reported:
-                via = "a root region" if block is None else (
-                    f"{len(path)} reference(s) from a root" if path else "a root")
-                return Verdict(*base, TRUE_NEGATIVE, "reachable", f"reachable through {via}",
-                               True, False, path=path)
+                # No path here: it would cost O(depth) per object; explain() gives it.
+                return Verdict(*base, TRUE_NEGATIVE, "reachable",
+                               "reachable from a real root", True, False)
+            path = tuple(self.truth.path_to_root(block.base, self.reach)) if block else ()
             refs = []
             if block is not None:
                 for edge in self.truth.referrers(block.base):
