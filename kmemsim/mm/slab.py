@@ -86,9 +86,11 @@ class KmemCache:
     """
 
     def __init__(self, k: Kernel, name: str, object_size: int, align: int, flags: int,
-                 pointer: int = 0) -> None:
+                 pointer: int = 0, slab_index: dict[int, KmemCache] | None = None) -> None:
         ws = k.arch.word_size
         self.k = k
+        # head pfn -> cache, shared by all caches: how kfree finds an object's cache
+        self.slab_index: dict[int, KmemCache] = {} if slab_index is None else slab_index
         self.name = name
         self.object_size = object_size
         self.flags = flags
@@ -164,6 +166,7 @@ class KmemCache:
             self._set_freepointer(obj, slots[i + 1] if i + 1 < len(slots) else 0)
         slab = Slab(base, pfn, self.order, slots[::-1])
         self.slabs[base] = slab
+        self.slab_index[pfn] = self
         return slab
 
     def slab_of(self, addr: int) -> Slab | None:
@@ -208,6 +211,7 @@ class KmemCache:
             if slab in self.partial:
                 self.partial.remove(slab)
             del self.slabs[slab.base]
+            self.slab_index.pop(slab.pfn, None)
             self.k.page_allocator.free(slab.pfn, slab.order)
 
 
@@ -225,7 +229,8 @@ class SlabAllocator:
     def create(self, name: str, object_size: int, align: int = 0, flags: int = 0) -> KmemCache:
         if self.debug_poison:
             flags |= SLAB_POISON
-        cache = KmemCache(self.k, name, object_size, align, flags)
+        cache = KmemCache(self.k, name, object_size, align, flags,
+                          slab_index=self.by_slab_pfn)
         self.caches[name] = cache
         return cache
 
@@ -246,10 +251,7 @@ class SlabAllocator:
 
     def slab_alloc(self, cache: KmemCache, size_for_init: int, *, zero: bool) -> int:
         """Allocate from *cache*: freelist, init, then the kmemleak hook."""
-        before = set(cache.slabs)
         obj = cache.alloc_object()
-        for base in set(cache.slabs) - before:
-            self.by_slab_pfn[cache.slabs[base].pfn] = cache
         if not obj:
             self.k.warn_alloc(f"kmem_cache {cache.name}", cache.order)
             return 0
@@ -270,10 +272,7 @@ class SlabAllocator:
         self.k.truth.on_free(obj)
         if self.k.page_allocator.init_on_free:
             self.k.memory.fill(obj, cache.object_size, 0)
-        pfns_before = {s.pfn for s in cache.slabs.values()}
         cache.free_object(obj)
-        for pfn in pfns_before - {s.pfn for s in cache.slabs.values()}:
-            self.by_slab_pfn.pop(pfn, None)
 
     def _bug(self, cache: KmemCache, obj: int, caller: str) -> KernelOops:
         slab = cache.slab_of(obj)
