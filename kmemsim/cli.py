@@ -32,7 +32,58 @@ def _parser() -> argparse.ArgumentParser:
                    help="report record era (default: newest)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quiet", action="store_true", help="commands and output, no narration")
+    g = sub.add_parser("gallery", help="list the gallery of causes, or run one scenario",
+                       description="Without NAME, list the scenarios; with NAME, run it and "
+                                   "show kmemleak's report beside the truth's verdicts.")
+    g.add_argument("name", nargs="?", metavar="NAME", help="the scenario to run")
+    g.add_argument("--arch", choices=sorted(ARCHES), default=None,
+                   help="architecture (default: the scenario's own)")
     return p
+
+
+def run_gallery(name: str | None, arch: str | None = None) -> int:
+    """``kmemsim gallery [NAME] [--arch ARCH]``: list the scenarios, or run one.
+
+    Running prints the explanation, what ``cat /sys/kernel/debug/kmemleak``
+    shows, the judgement, and the verdict of each object of interest.
+    Returns 0, 1 if a verdict differs from the scenario's expectation, 2 for
+    an unknown name.
+
+    >>> run_gallery(None)  # doctest: +ELLIPSIS
+    xor_linked_list ...
+    0
+    """
+    import textwrap
+
+    from .truth.judge import judge
+    from .workloads.gallery import GALLERY, KMEMLEAK
+
+    if name is None:
+        width = max(len(n) for n in GALLERY)
+        for s in GALLERY.values():
+            print(f"{s.name:<{width}}  {s.title}")
+        return 0
+    scenario = GALLERY.get(name)
+    if scenario is None:
+        print(f"kmemsim: gallery: no scenario named {name!r} (run 'kmemsim gallery' for the "
+              "list)", file=sys.stderr)
+        return 2
+    outcome = scenario.run(arch=arch)
+    k = outcome.kernel
+    print(f"== {scenario.name} ({k.arch.name}): {scenario.title} ==")
+    print(textwrap.fill(scenario.explanation, width=78))
+    print(f"\nroot@kmemsim:~# cat {KMEMLEAK}")
+    report = k.read(KMEMLEAK)
+    print(report if report else "(nothing reported)", end="" if report.endswith("\n") else "\n")
+    print("\n-- the truth --")
+    print(judge(k))
+    print("\n-- the objects of this scenario --")
+    for e in outcome.expectation.objects:
+        print(f"{e.label}: {outcome.judgement[e.pointer]}")
+    problems = outcome.mismatches()
+    for line in problems:
+        print(f"kmemsim: gallery: unexpected: {line}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(sys.stdout, arch=args.arch, hz=args.hz, narrate=not args.quiet,
                             report_format=args.report_format, seed=args.seed)
+        if args.command == "gallery":
+            return run_gallery(args.name, args.arch)
     except KmemsimError as exc:
         print(f"kmemsim: {exc}", file=sys.stderr)
         return 1

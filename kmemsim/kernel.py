@@ -513,7 +513,8 @@ class Kernel:
             check_int("pid", pid, minimum=0)
         a = self.arch
         order = get_order(a.thread_size)
-        pfn = self.page_allocator.alloc(order)
+        # THREADINFO_GFP has __GFP_ZERO: a new stack holds no stale words.
+        pfn = self.page_allocator.alloc(order, zero=True)
         if not pfn:
             raise KmemsimValueError("out of memory for a task stack")
         stack = self.page_allocator.pfn_to_virt(pfn)

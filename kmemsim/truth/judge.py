@@ -32,6 +32,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..kmemleak.hooks import time_before_eq
 from ..kmemleak.object import (
     OBJECT_FULL_SCAN,
     OBJECT_NO_SCAN,
@@ -52,6 +53,8 @@ FALSE_NEGATIVE = "false negative"
 TRUE_NEGATIVE = "true negative"
 PENDING = "pending"
 KINDS = (TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE, TRUE_NEGATIVE, PENDING)
+#: False-positive causes that follow from another object's state, not the reference itself.
+_SECONDARY_CAUSES = frozenset({"unreferenced holder", "visible reference", "min_count not met"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,10 +223,23 @@ class _Judge:
         return "unknown memory", 0
 
     # -- false positives -----------------------------------------------------
+    def word_points_into(self, edge: Edge, target: KmemleakObject) -> bool:
+        """Whether an aligned word covering the edge's bytes, as kmemleak reads it, is
+        inside *target*: the bytes decide, not the encoding's class (a top-byte tag is
+        cut off in a 32-bit word; a small XOR key can stay inside a large object)."""
+        arch, mem = self.k.arch, self.k.memory
+        ws = arch.word_size
+        lo = arch.untag(target.pointer)
+        for addr, data in edge.pieces:
+            for w in range(addr & ~(ws - 1), addr + len(data), ws):
+                if lo <= arch.untag(mem.read_word(w)) < lo + target.size:
+                    return True
+        return False
+
     def why_invisible(self, edge: Edge, target: KmemleakObject) -> tuple[str, str]:
         arch = self.k.arch
         enc = edge.encoding
-        if not enc.visible_on(arch):
+        if not self.word_points_into(edge, target):
             return f"encoding {enc.label}", f"stored with {type(enc).__name__}: {enc.note}"
         if edge.root is not None:
             if edge.root.startswith("local") and not self.kl.kmemleak_stack_scan:
@@ -337,6 +353,9 @@ class _Judge:
                     if edge.holder is None or edge.holder in self.reach:
                         why, detail = self.why_invisible(edge, obj)
                         refs.append(Referrer(edge, why, detail))
+            # Name the intrinsic reason first: a referrer that is only missed because
+            # its holder is itself white (or not scanned yet) is a consequence.
+            refs.sort(key=lambda r: r.why in _SECONDARY_CAUSES)
             cause = refs[0].why if refs else "reachable root"
             detail = refs[0].detail if refs else "the object is a root of the program"
             return Verdict(*base, FALSE_POSITIVE, cause, detail, True, True, tuple(refs),
@@ -372,8 +391,20 @@ class _Judge:
                            "younger than the 5 s minimum age at the scan's start", False, False)
         kept = self.kept_by(obj, block)
         if kept is None:
+            if obj.jiffies == scan.jiffies and not scan.interrupted:
+                # An object as old as the scan that was there is in too_young (white)
+                # or grayed_by (gray): this one was created after it, in the same jiffy.
+                return Verdict(*base, PENDING, "not scanned yet",
+                               "created after the last scan", False, False)
             return Verdict(*base, PENDING, "not reported yet",
                            "white but not reported by the last scan", False, False)
+        if not time_before_eq(obj.jiffies + self.kl.jiffies_min_age, scan.jiffies,
+                              self.k.arch.word_mask):
+            # Not a false negative (yet): white or gray, it was too young to be reported.
+            return Verdict(*base, PENDING, "too young",
+                           "younger than the 5 s minimum age at the scan's start; "
+                           f"kept gray by 0x{kept.value:x} at {kept.region}+0x{kept.offset:x} "
+                           f"({kept.what})", False, False, kept_by=kept)
         return Verdict(*base, FALSE_NEGATIVE, kept.what,
                        f"kept gray by 0x{kept.value:x} at {kept.region}+0x{kept.offset:x}: "
                        f"{kept.detail}", False, False, kept_by=kept)
