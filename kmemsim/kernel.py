@@ -902,6 +902,7 @@ class Kernel:
         check_int("ptr", ptr, minimum=0)
         check_int("size", size, minimum=1)
         self.memblock_arena.free(ptr, size)
+        self.truth.on_free_part(ptr, size)
 
     # -------------------------------------------------------------- pointers
     def store(self, slot: int, target: int, encoding: Encoding | None = None) -> None:

@@ -25,6 +25,7 @@ from .encodings import (
 from .explain import Explanation, explain
 from .judge import Judgement, KeptBy, LeakGroup, Referrer, Verdict, judge
 from .model import Block, Edge, RemovedEdge, Truth
+from .views import ToolViews, tool_views
 
 __all__ = [
     "ENCODINGS",
@@ -46,6 +47,7 @@ __all__ = [
     "RemovedEdge",
     "Shifted",
     "SplitHalves",
+    "ToolViews",
     "TopByteTag",
     "Truth",
     "Unaligned",
@@ -53,4 +55,5 @@ __all__ = [
     "Xor",
     "explain",
     "judge",
+    "tool_views",
 ]

@@ -124,6 +124,19 @@ class Truth:
         for slot in list(self._by_target.get(base, ())):
             self._remove(slot, "target freed")
 
+    def on_free_part(self, start: int, size: int) -> None:
+        """Part of a block was freed (``memblock_free`` of a range): keep what is left."""
+        block = self.block_at(start)
+        if block is None:
+            return
+        end = min(start + size, block.end)
+        del self.blocks[block.base]
+        self._remove_range(start, end, "holder freed")
+        if start > block.base:
+            self.blocks[block.base] = Block(block.base, start - block.base, block.kind, block.cache)
+        if end < block.end:
+            self.blocks[end] = Block(end, block.end - end, block.kind, block.cache)
+
     def block_at(self, addr: int) -> Block | None:
         """The live block containing *addr*.  ``O(log(n))``."""
         sd = self.blocks
