@@ -194,7 +194,7 @@ CASES: list[tuple[str, Call, type[BaseException], str]] = [
     # introspection
     ("find-str", lambda k: k.kmemleak.find("x"), T, r"\bptr\b"),
     ("find-tree", lambda k: k.kmemleak.find(0, tree="x"), V, r"\btree\b"),
-    ("scan-engine", lambda k: k.kmemleak.scan(engine="fast"), V, r"engine"),
+    ("scan-engine", lambda k: k.kmemleak.scan(engine="turbo"), V, r"engine"),
     ("addr2line-garbage", lambda k: k.addr2line("zz"), V, r"cannot parse address 'zz'"),
     ("addr2line-none", lambda k: k.addr2line(None), T, r"\baddr\b"),
     ("addr2line-negative", lambda k: k.addr2line(-1), V, r"\baddr\b"),

@@ -48,6 +48,8 @@ from .services import KernelServices
 if TYPE_CHECKING:
     from .scan import ScanResult
 
+#: The scan engines: the vectorised one and the kernel's word-by-word walk.
+SCAN_ENGINES = ("fast", "reference")
 #: Bytes of one ``struct kmemleak_object`` (charged to the metadata slab).
 SIZEOF_KMEMLEAK_OBJECT = 248
 #: ``SIZE_MAX`` as ``kmemleak_scan_area`` understands it: "to the end of the object".
@@ -164,6 +166,8 @@ class Kmemleak:
         self._first_thread = config.auto_scan
         self.next_scan_jiffies: int | None = None
         self.scans_done = 0
+        self.default_engine = "fast"
+        """The engine ``scan()`` (and the debugfs ``scan`` command) use by default."""
         self._last_scan: ScanResult | None = None
         self._scan_hook: Callable[..., object] | None = None
 
@@ -571,11 +575,14 @@ class Kmemleak:
             self.next_scan_jiffies = now + self.jiffies_scan_wait
 
     # ---------------------------------------------------------------- scans
-    def scan(self, engine: str = "reference",
+    def scan(self, engine: str | None = None,
              observer: Callable[[str, object], None] | None = None) -> ScanResult:
         """Run one scan now, as ``echo scan > /sys/kernel/debug/kmemleak`` does.
 
-        Does nothing but return an empty result when kmemleak is disabled.
+        *engine* is ``"fast"`` (vectorised) or ``"reference"`` (the kernel's
+        word-by-word walk); both give the same colours, counts, checksums and
+        reports.  ``None`` uses :attr:`default_engine`.  When kmemleak is
+        disabled the scan stops at once and reports nothing (``interrupted``).
 
         >>> from kmemsim import Kernel
         >>> k = Kernel(); _ = k.kmalloc(32); k.sleep(10)
@@ -585,9 +592,10 @@ class Kmemleak:
         """
         from .scan import kmemleak_scan
 
-        if engine != "reference":
-            raise KmemsimValueError(f"unknown scan engine {engine!r}: use 'reference'")
-        result = kmemleak_scan(self, observer)
+        engine = self.default_engine if engine is None else engine
+        if engine not in SCAN_ENGINES:
+            raise KmemsimValueError(f"unknown scan engine {engine!r}: use 'fast' or 'reference'")
+        result = kmemleak_scan(self, observer, engine)
         self.scans_done += 1
         self._last_scan = result
         return result

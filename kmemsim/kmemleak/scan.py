@@ -174,14 +174,6 @@ class _Scanner:
             self.scan_pointer(scanned, p, w, False)
             self.scan_pointer(scanned, p, w, True)
 
-    def scan_large_block(self, start: int, end: int, kind: str) -> None:
-        self.roots.append(RootRange(start, end, kind))
-        self._where = (None, kind)
-        while start < end and not self.scan_should_stop():
-            nxt = min(start + MAX_SCAN_SIZE, end)
-            self.scan_block(start, nxt, None)
-            start = nxt
-
     # -- objects ---------------------------------------------------------
     def scan_object(self, obj: KmemleakObject) -> None:
         if obj.flags & OBJECT_NO_SCAN or not obj.flags & OBJECT_ALLOCATED:
@@ -217,116 +209,168 @@ class _Scanner:
                 return
             self.scan_object(gl.popleft())
 
-    # -- checksum ----------------------------------------------------------
-    def update_checksum(self, obj: KmemleakObject) -> bool:
-        k = self.kl.k
-        old = obj.checksum
-        if obj.flags & OBJECT_PHYS:
-            return False
-        if obj.flags & OBJECT_PERCPU:
-            crc = 0
-            for cpu in k.possible_cpus():
-                crc ^= crc32(self.mem.read(obj.pointer + k.per_cpu_offset(cpu), obj.size))
-            obj.checksum = crc
-        else:
-            obj.checksum = crc32(self.mem.read(self.untag(obj.pointer), obj.size))
-        return obj.checksum != old
-
     # -- the whole scan ----------------------------------------------------
     def run(self) -> ScanResult:
-        kl, k = self.kl, self.kl.k
-        mask = k.arch.word_mask
-        kl.jiffies_last_scan = k.jiffies & mask
-        min_low_pfn, max_low_pfn = k.lowmem_pfn_range()
-
-        # 1. whiten
+        kl = self.kl
         self.emit("phase", "whiten")
-        for obj in kl.object_list.values():
-            if obj.flags & OBJECT_PHYS and not obj.flags & OBJECT_NO_SCAN:
-                pfn_lo, pfn_hi = obj.pointer >> 12, (obj.pointer + obj.size) >> 12
-                if pfn_lo < min_low_pfn or pfn_hi > max_low_pfn:
-                    paint_it(obj, KMEMLEAK_BLACK)
-            obj.count = 0
-            if color_gray(obj):
-                self.gray_list.append(obj)
+        self.gray_list.extend(whiten(kl))
 
-        # 2. direct roots
         self.emit("phase", "roots")
-        for start, end in k.percpu_static_sections():
-            self.scan_large_block(start, end, "percpu")
-        for start, end in k.struct_page_ranges():
-            self.roots.append(RootRange(start, end, "struct page"))
-            self._where = (None, "struct page")
-            self.scan_block(start, end, None)
-        if kl.kmemleak_stack_scan:
-            for start, end in k.task_stacks():
-                self.roots.append(RootRange(start, end, "stack"))
-                self._where = (None, "stack")
-                self.scan_block(start, end, None)
+        roots = direct_root_ranges(kl)
+        for r in roots:
+            self.roots.append(r)
+            self._where = (None, r.kind)
+            if r.kind == "percpu":
+                self.scan_large_block_range(r.start, r.end)
+            else:
+                self.scan_block(r.start, r.end, None)
 
-        # 3. first drain
         self.emit("phase", "scan_gray_list")
         self.scan_gray_list()
 
-        # 4. checksum pass and second drain
+        # the checksum pass grays white objects whose contents changed; then drain again
         self.emit("phase", "checksum")
         spared: list[int] = []
         for obj in list(kl.object_list.values()):
             if self.scan_should_stop():
                 break
-            if color_white(obj) and obj.flags & OBJECT_ALLOCATED and self.update_checksum(obj):
+            if color_white(obj) and obj.flags & OBJECT_ALLOCATED and update_checksum(kl, obj):
                 obj.count = obj.min_count
                 self.gray_list.append(obj)
                 spared.append(obj.pointer)
                 self.emit("modified", obj)
         self.scan_gray_list()
 
-        # 5. report
-        interrupted = self.scan_should_stop()
-        new: list[KmemleakObject] = []
-        young: list[int] = []
-        if not interrupted:
-            self.emit("phase", "report")
-            for obj in kl.object_list.values():
-                if not color_white(obj):
-                    continue
-                if kl.unreferenced_object(obj):
-                    if not obj.flags & OBJECT_REPORTED:
-                        obj.flags |= OBJECT_REPORTED
-                        new.append(obj)
-                        if kl.kmemleak_verbose:
-                            kl.print_unreferenced_to_log(obj)
-                elif obj.flags & OBJECT_ALLOCATED:
-                    young.append(obj.pointer)
-            if new:
-                kl.kmemleak_found_leaks = True
-                kl.info(f"{len(new)} new suspected memory leaks "
-                        "(see /sys/kernel/debug/kmemleak)")
-        objs = list(kl.object_list.values())
-        white = sum(1 for o in objs if color_white(o))
-        gray = sum(1 for o in objs if color_gray(o))
-        return ScanResult(
-            jiffies=kl.jiffies_last_scan,
-            new_leaks=tuple(kl.record(o) for o in new),
-            unreferenced=tuple(kl.record(o) for o in kl.reported_unreferenced()),
-            checksum_spared=tuple(spared),
-            too_young=tuple(young),
-            gray=gray, white=white, black=len(objs) - white - gray,
-            words_scanned=self.words,
-            root_ranges=tuple(self.roots),
-            grayed_by={o.pointer: self.grayed_by[o.serial] for o in objs
-                       if o.serial in self.grayed_by},
-            interrupted=interrupted,
-        )
+        self.emit("phase", "report")
+        grayed = {o.pointer: self.grayed_by[o.serial] for o in kl.object_list.values()
+                  if o.serial in self.grayed_by}
+        return report(kl, spared, self.words, self.roots, grayed, "reference")
+
+    def scan_large_block_range(self, start: int, end: int) -> None:
+        """``scan_large_block``: a root range in ``MAX_SCAN_SIZE`` chunks."""
+        while start < end and not self.scan_should_stop():
+            nxt = min(start + MAX_SCAN_SIZE, end)
+            self.scan_block(start, nxt, None)
+            start = nxt
 
 
-def kmemleak_scan(kl: Kmemleak, observer: Callable[[str, object], None] | None = None
-                  ) -> ScanResult:
-    """Run one complete scan (the reference engine) and return its result.
+def whiten(kl: Kmemleak) -> list[KmemleakObject]:
+    """Step 1: capture ``jiffies_last_scan``, reset every count; return the initial gray list.
+
+    Phys objects outside lowmem are painted black here, once and for all.
+    Runtime complexity: ``O(n)``.
+    """
+    k = kl.k
+    kl.jiffies_last_scan = k.jiffies & k.arch.word_mask
+    min_low_pfn, max_low_pfn = k.lowmem_pfn_range()
+    gray: list[KmemleakObject] = []
+    for obj in kl.object_list.values():
+        if obj.flags & OBJECT_PHYS and not obj.flags & OBJECT_NO_SCAN:
+            pfn_lo, pfn_hi = obj.pointer >> 12, (obj.pointer + obj.size) >> 12
+            if pfn_lo < min_low_pfn or pfn_hi > max_low_pfn:
+                paint_it(obj, KMEMLEAK_BLACK)
+        obj.count = 0
+        if color_gray(obj):
+            gray.append(obj)
+    return gray
+
+
+def direct_root_ranges(kl: Kmemleak) -> list[RootRange]:
+    """Step 2's ranges, in the kernel's order: per-CPU sections, ``struct page``s, stacks."""
+    k = kl.k
+    roots = [RootRange(s, e, "percpu") for s, e in k.percpu_static_sections()]
+    roots += [RootRange(s, e, "struct page") for s, e in k.struct_page_ranges()]
+    if kl.kmemleak_stack_scan:
+        roots += [RootRange(s, e, "stack") for s, e in k.task_stacks()]
+    return roots
+
+
+def update_checksum(kl: Kmemleak, obj: KmemleakObject) -> bool:
+    """Store the object's kernel CRC32; True when it differs from the stored one.
+
+    Per-CPU objects XOR the CRCs of every CPU's copy; phys objects are never
+    checksummed (they are never white).
+    """
+    k = kl.k
+    old = obj.checksum
+    if obj.flags & OBJECT_PHYS:
+        return False
+    mem = k.memory
+    if obj.flags & OBJECT_PERCPU:
+        crc = 0
+        for cpu in k.possible_cpus():
+            crc ^= crc32(mem.read(obj.pointer + k.per_cpu_offset(cpu), obj.size))
+        obj.checksum = crc
+    else:
+        obj.checksum = crc32(mem.read(k.arch.untag(obj.pointer), obj.size))
+    return obj.checksum != old
+
+
+def report(kl: Kmemleak, spared: list[int], words: int, roots: list[RootRange],
+           grayed_by: dict[int, GrayedBy], engine: str) -> ScanResult:
+    """Step 5: flag new leaks ``OBJECT_REPORTED``, log the summary, build the result."""
+    interrupted = not kl.kmemleak_enabled
+    new: list[KmemleakObject] = []
+    young: list[int] = []
+    if not interrupted:
+        for obj in kl.object_list.values():
+            if not color_white(obj):
+                continue
+            if kl.unreferenced_object(obj):
+                if not obj.flags & OBJECT_REPORTED:
+                    obj.flags |= OBJECT_REPORTED
+                    new.append(obj)
+                    if kl.kmemleak_verbose:
+                        kl.print_unreferenced_to_log(obj)
+            elif obj.flags & OBJECT_ALLOCATED:
+                young.append(obj.pointer)
+        if new:
+            kl.kmemleak_found_leaks = True
+            kl.info(f"{len(new)} new suspected memory leaks (see /sys/kernel/debug/kmemleak)")
+    objs = list(kl.object_list.values())
+    white = sum(1 for o in objs if color_white(o))
+    gray = sum(1 for o in objs if color_gray(o))
+    return ScanResult(
+        jiffies=kl.jiffies_last_scan,
+        new_leaks=tuple(kl.record(o) for o in new),
+        unreferenced=tuple(kl.record(o) for o in kl.reported_unreferenced()),
+        checksum_spared=tuple(spared),
+        too_young=tuple(young),
+        gray=gray, white=white, black=len(objs) - white - gray,
+        words_scanned=words,
+        root_ranges=tuple(roots),
+        grayed_by=grayed_by,
+        interrupted=interrupted,
+        engine=engine,
+    )
+
+
+def kmemleak_scan(kl: Kmemleak, observer: Callable[[str, object], None] | None = None,
+                  engine: str = "reference") -> ScanResult:
+    """Run one complete scan and return its result.
+
+    ``engine="reference"`` walks the gray list word by word like the kernel;
+    ``engine="fast"`` computes the same colours, counts, checksums and
+    reports with numpy (:mod:`.fastscan`), falling back to the reference
+    walk in the rare states where the kernel's result depends on its order.
 
     *observer*, if given, is called with ``(event, payload)`` at each phase
     (``"phase"``), each object scanned (``"scan_object"``), each object
     turning gray (``"gray"``) and each object the checksum pass spares
-    (``"modified"``): a way to step through a scan when teaching.
+    (``"modified"``): a way to step through a scan when teaching.  It
+    implies the reference engine.
     """
+    if engine == "fast" and observer is None:
+        from .fastscan import fast_scan
+
+        objs = list(kl.object_list.values())
+        saved = [(o.count, o.flags, o.min_count, o.checksum) for o in objs]
+        whiten(kl)
+        roots = direct_root_ranges(kl)
+        done = fast_scan(kl, objs, roots)
+        if done is not None:
+            spared, grayed_by, words = done
+            return report(kl, [objs[i].pointer for i in spared], words, roots, grayed_by, "fast")
+        for o, (count, flags, min_count, checksum) in zip(objs, saved, strict=True):
+            o.count, o.flags, o.min_count, o.checksum = count, flags, min_count, checksum
     return _Scanner(kl, observer).run()
