@@ -932,7 +932,12 @@ class Kernel:
                                    f"{type(encoding).__name__}")
         block = self.truth.block_at(target) if target else None
         enc = encoding.bind(self.arch, block.size if block is not None else 0)
-        pieces = enc.writes(target, slot) if target else [(slot, bytes(self.arch.word_size))]
+        if target:
+            pieces = enc.writes(target, slot)
+        else:
+            # NULL: zeros where the encoding keeps its bytes, and no reference any more
+            self.truth.end_edge(slot)
+            pieces = [(a, bytes(len(d))) for a, d in enc.writes(0, slot)]
         for addr, data in pieces:
             self.memory.write(addr, data)
         if target:
@@ -1032,6 +1037,9 @@ class Kernel:
             off += (size + ws - 1) & ~(ws - 1)
         inst.core_layout_text, inst.core_layout_data = text, data
         struct_module = data
+        lm = LoadedModule(name, inst, layout, text, data, struct_module,
+                          self.vmalloc_allocator.areas[data].size)
+        self.modules[name] = lm  # before its words are stored: they are module statics
         # mod->mem[MOD_TEXT].base: the module's text is reachable through struct module.
         self.truth.on_alloc(text, self.vmalloc_allocator.areas[text].size, "module_text")
         self.store(struct_module + STRUCT_MODULE_TEXT_BASE * ws, text)
@@ -1043,9 +1051,6 @@ class Kernel:
         self.store(node + ws, prev)
         self.store(prev, node)
         self.store(head + ws, node)
-        lm = LoadedModule(name, inst, layout, text, data, struct_module,
-                          self.vmalloc_allocator.areas[data].size)
-        self.modules[name] = lm
         self.module_layouts.append(layout)
         for sym in layout.symbols:
             self._code_symbols[sym.code] = sym

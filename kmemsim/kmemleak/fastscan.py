@@ -30,6 +30,7 @@ regions holding sources, ``E`` candidate words and ``N`` objects.
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,6 @@ import numpy as np
 import numpy.typing as npt
 
 from .object import (
-    KMEMLEAK_BLACK,
     OBJECT_ALLOCATED,
     OBJECT_FULL_SCAN,
     OBJECT_NO_SCAN,
@@ -147,10 +147,13 @@ class _FastScanner:
                                              npt.NDArray[np.int64]]:
         kl = self.kl
         tree = kl.object_percpu_tree_root if percpu else kl.object_tree_root
-        items = list(tree._by_start.items())
-        starts = _u64([s for s, _ in items])
-        ends = _u64([s + o.size for s, o in items])
-        idx = np.fromiter((self.index[o.serial] for _, o in items), dtype=I64, count=len(items))
+        sd = tree._by_start
+        keys = list(sd.keys())
+        objs = list(map(sd.__getitem__, keys))  # SortedDict is a dict: C-speed lookups
+        starts = _u64(keys)
+        ends = starts + np.fromiter((o.size for o in objs), dtype=U64, count=len(objs))
+        index = self.index
+        idx = np.fromiter((index[o.serial] for o in objs), dtype=I64, count=len(objs))
         return starts, ends, idx
 
     def collect(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
@@ -205,15 +208,21 @@ class _FastScanner:
                 edges.add(src[hit], dst[hit], addr[hit], raw[hit].astype(U64))
         return edges.arrays()
 
-    # -- the fixed point ---------------------------------------------------
-    def run(self, gray0: npt.NDArray[np.bool_]) -> tuple[
-            npt.NDArray[np.int64], npt.NDArray[np.bool_], list[int], dict[int, GrayedBy], int]:
+    # -- the gray list over the edge list -------------------------------------
+    def run(self, gray0: list[KmemleakObject]) -> tuple[list[int], dict[int, GrayedBy], int]:
+        """Drain the gray list exactly as the kernel does, but over precomputed edges.
+
+        Edges are ordered by source, then by address, so a source's references
+        are met in the order ``scan_block`` meets them; sources are taken from
+        a FIFO in the kernel's order (roots, then the gray list).  Each object
+        therefore gets the kernel's count, and each surplus reference the
+        kernel's forwarding.  Runtime complexity: ``O(E log E)`` for the sort,
+        then ``O(N + E)`` Python steps.
+        """
         kl, k, n, objs = self.kl, self.k, self.n, self.objs
         src, dst, addr, value = self.collect()
-        min_count = np.fromiter((o.min_count for o in objs), dtype=I64, count=n)
-        scannable = np.fromiter((not o.flags & OBJECT_NO_SCAN for o in objs), dtype=bool, count=n)
         # excess_ref targets, resolved by exact lookup as the kernel does.
-        fwd = np.full(n, -1, dtype=I64)
+        fwd = [-1] * n
         for i, o in enumerate(objs):
             if o.excess_ref:
                 t = kl.object_tree_root.lookup(k.arch.untag(o.excess_ref))
@@ -222,110 +231,79 @@ class _FastScanner:
                 if k.arch.untag(t.pointer) != k.arch.untag(o.excess_ref):
                     raise _Fallback("excess_ref into the middle of an object (alias warning)")
                 fwd[i] = self.index[t.serial]
-        has_fwd = fwd >= 0
-        if has_fwd.any():
-            targets = fwd[has_fwd]
-            if bool(has_fwd[targets].any()):
-                raise _Fallback("forwarding target forwards again")
-            back = has_fwd[dst] & (fwd[np.where(has_fwd[dst], dst, 0)] == src)
-            if bool(back.any()):
-                raise _Fallback("a forwarding target refers back to its forwarder")
-        # CSR by source; roots are sources -1, -2, ...
         nroots = len(self.roots)
-        key = src + nroots  # roots first
-        order = np.argsort(key, kind="stable")
-        src, dst, addr, value = src[order], dst[order], addr[order], value[order]
-        indptr = np.concatenate(([0], np.cumsum(np.bincount(src + nroots, minlength=n + nroots))))
+        # rows: root i is row i (kernel order), object j is row nroots + j
+        row = np.where(src < 0, -1 - src, src + nroots)
+        order = np.lexsort((addr, row))
+        dst_l = dst[order].tolist()
+        addr_l = addr[order].tolist()
+        value_l = value[order].tolist()
+        indptr = np.concatenate(([0], np.cumsum(np.bincount(row, minlength=n + nroots))))
+        ptr = indptr.tolist()
 
-        r = np.zeros(n, dtype=I64)          # references counted into each object
-        consumed = np.where(min_count > 0, min_count, 0).astype(I64)
-        gray = gray0.copy()
-        fin = np.zeros(n, dtype=I64)
+        count = [0] * n
+        min_count = [o.min_count for o in objs]
+        gray = [m == 0 for m in min_count]
+        scannable = [not o.flags & OBJECT_NO_SCAN for o in objs]
         grayed_by: dict[int, GrayedBy] = {}
-        active = np.zeros(n, dtype=bool)    # sources already scanned
+        queue: deque[int] = deque(self.index[o.serial] for o in gray0)
+        scanned = [False] * n
+        roots = self.roots
 
-        def edges_of(srcs: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-            rows = srcs + nroots
-            starts, stops = indptr[rows], indptr[rows + 1]
-            lens = stops - starts
-            if not lens.sum():
-                return np.zeros(0, dtype=I64)
-            offs = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
-            return (offs + np.arange(int(lens.sum()), dtype=I64)).astype(I64)
+        def update_refs(t: int, e: int, s: int) -> None:
+            if gray[t] or min_count[t] < 0:
+                return  # not white: gray already, or black
+            count[t] += 1
+            if count[t] >= min_count[t]:
+                gray[t] = True
+                holder = objs[s].pointer if s >= 0 else None
+                root = roots[-1 - s].kind if s < 0 else None
+                grayed_by[objs[t].pointer] = GrayedBy(addr_l[e], value_l[e], holder, root)
+                queue.append(t)
 
-        def propagate(first: npt.NDArray[np.int64]) -> None:
-            nonlocal fin
-            batch = first
-            while len(batch):
-                e = edges_of(batch)
-                if len(e):
-                    r[:] += np.bincount(dst[e], minlength=n)
-                fout = np.where(gray & has_fwd, np.maximum(r - consumed, 0), 0)
-                fin = np.bincount(np.where(has_fwd, fwd, 0), weights=fout, minlength=n
-                                  ).astype(I64) if has_fwd.any() else fin
-                newly = ~gray & (min_count > 0) & (r + fin >= min_count)
-                if newly.any():
-                    self._record(newly, e, dst, src, addr, value, fwd, has_fwd, grayed_by)
-                gray[newly] = True
-                nxt = np.flatnonzero(newly & scannable & ~active)
-                active[nxt] = True
-                batch = nxt
+        def scan_source(s: int, r: int) -> None:
+            for e in range(ptr[r], ptr[r + 1]):
+                t = dst_l[e]
+                if gray[t] and min_count[t] >= 0:
+                    f = fwd[t]  # saturated: only the surplus is forwarded
+                    if f >= 0 and f != s:
+                        update_refs(f, e, s)
+                else:
+                    update_refs(t, e, s)
 
-        roots_and_gray = np.concatenate((np.arange(-nroots, 0, dtype=I64),
-                                         np.flatnonzero(gray & scannable)))
-        active[gray & scannable] = True
-        propagate(roots_and_gray)
+        def drain() -> None:
+            while queue:
+                j = queue.popleft()
+                if scannable[j] and not scanned[j]:
+                    scanned[j] = True
+                    scan_source(j, nroots + j)
+
+        for i in range(nroots):
+            scan_source(-1 - i, i)
+        drain()
         # the checksum pass, in object_list order, then the second drain
         spared: list[int] = []
-        counts_now = np.where(gray, np.where(min_count > 0, min_count, 0), r + fin)
         for i, obj in enumerate(objs):
-            if not gray[i] and min_count[i] != KMEMLEAK_BLACK:
-                obj.count = int(counts_now[i])
-                if color_white(obj) and obj.flags & OBJECT_ALLOCATED and \
-                        update_checksum(kl, obj):
-                    spared.append(i)
-        if spared:
-            sp = np.array(spared, dtype=I64)
-            gray[sp] = True
-            consumed[sp] = r[sp]
-            nxt = sp[scannable[sp] & ~active[sp]]
-            active[nxt] = True
-            propagate(nxt)
-        count = np.where(min_count == KMEMLEAK_BLACK, 0,
-                         np.where(gray, np.where(min_count > 0, min_count, 0), r + fin))
-        words = self._words_read(active)
-        return count, gray, spared, grayed_by, words
+            if gray[i] or min_count[i] < 0:
+                continue
+            obj.count = count[i]
+            if color_white(obj) and obj.flags & OBJECT_ALLOCATED and update_checksum(kl, obj):
+                spared.append(i)
+                count[i] = min_count[i]
+                gray[i] = True
+                queue.append(i)
+        drain()
+        for i, obj in enumerate(objs):
+            obj.count = count[i]
+        return spared, grayed_by, self._words_read(scanned)
 
-    def _record(self, newly: npt.NDArray[np.bool_], e: npt.NDArray[np.int64],
-                dst: npt.NDArray[np.int64], src: npt.NDArray[np.int64],
-                addr: npt.NDArray[np.uint64], value: npt.NDArray[np.uint64],
-                fwd: npt.NDArray[np.int64], has_fwd: npt.NDArray[np.bool_],
-                grayed_by: dict[int, GrayedBy]) -> None:
-        """Remember one word of this round that grayed each newly gray object."""
-        objs = self.objs
-        if len(e):
-            d = dst[e]
-            direct = e[newly[d]]
-            # a forwarded word grays the forwarder's target
-            fw = e[has_fwd[d] & newly[np.where(has_fwd[d], fwd[d], 0)] & has_fwd[d]]
-            for idxs, via in ((direct, None), (fw, fwd)):
-                for j in idxs.tolist():
-                    t = int(dst[j]) if via is None else int(via[dst[j]])
-                    o = objs[t]
-                    if o.pointer in grayed_by or not newly[t]:
-                        continue
-                    s = int(src[j])
-                    holder = objs[s].pointer if s >= 0 else None
-                    root = None if s >= 0 else self.roots[-1 - s].kind
-                    grayed_by[o.pointer] = GrayedBy(int(addr[j]), int(value[j]), holder, root)
-
-    def _words_read(self, active: npt.NDArray[np.bool_]) -> int:
+    def _words_read(self, scanned: list[bool]) -> int:
         """How many aligned words the reference scan would have read."""
         k, ws = self.k, self.ws
         total = 0
         for r in self.roots:
             total += _aligned_words(r.start, r.end, ws)
-        for i in np.flatnonzero(active).tolist():
+        for i in (j for j, done in enumerate(scanned) if done):
             obj = self.objs[i]
             if obj.flags & OBJECT_PERCPU:
                 total += _aligned_words(0, obj.size, ws) * len(k.possible_cpus())
@@ -342,19 +320,18 @@ def _aligned_words(start: int, end: int, ws: int) -> int:
     return max(0, (end - first) // ws)
 
 
-def fast_scan(kl: Kmemleak, objs: list[KmemleakObject], roots: list[RootRange]
+def fast_scan(kl: Kmemleak, gray0: list[KmemleakObject], roots: list[RootRange]
               ) -> tuple[list[int], dict[int, GrayedBy], int] | None:
-    """Colour *objs* (already whitened) as the kernel's scan would; ``None``: use the reference.
+    """Colour every object (already whitened) as the kernel's scan would; ``None``: use the
+    reference walk.
 
-    Sets every object's ``count`` and, through the checksum pass, ``checksum``.
-    Returns the indexes of the objects the checksum pass spared, the word that
-    grayed each object, and the number of words a reference scan would read.
+    *gray0* is the initial gray list (``whiten``'s result).  Sets every
+    object's ``count`` and, through the checksum pass, ``checksum``.  Returns
+    the ``object_list`` indexes of the objects the checksum pass spared, the
+    word that grayed each object, and the number of words read.
     """
-    gray0 = np.fromiter((o.min_count == 0 for o in objs), dtype=bool, count=len(objs))
+    objs = list(kl.object_list.values())
     try:
-        count, _gray, spared, grayed_by, words = _FastScanner(kl, objs, roots).run(gray0)
+        return _FastScanner(kl, objs, roots).run(gray0)
     except _Fallback:
         return None
-    for obj, c in zip(objs, count.tolist(), strict=True):
-        obj.count = c
-    return spared, grayed_by, words

@@ -364,13 +364,12 @@ def kmemleak_scan(kl: Kmemleak, observer: Callable[[str, object], None] | None =
         from .fastscan import fast_scan
 
         objs = list(kl.object_list.values())
-        saved = [(o.count, o.flags, o.min_count, o.checksum) for o in objs]
-        whiten(kl)
+        gray0 = whiten(kl)
         roots = direct_root_ranges(kl)
-        done = fast_scan(kl, objs, roots)
+        # fast_scan decides whether it can answer before it changes anything;
+        # whitening again in the reference walk is harmless.
+        done = fast_scan(kl, gray0, roots)
         if done is not None:
             spared, grayed_by, words = done
             return report(kl, [objs[i].pointer for i in spared], words, roots, grayed_by, "fast")
-        for o, (count, flags, min_count, checksum) in zip(objs, saved, strict=True):
-            o.count, o.flags, o.min_count, o.checksum = count, flags, min_count, checksum
     return _Scanner(kl, observer).run()

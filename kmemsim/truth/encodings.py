@@ -12,11 +12,11 @@ encoding               stored word                            kmemleak sees it?
 :class:`Interior`      ``target + offset`` (``container_of``) yes, inside object
 :class:`OnePastTheEnd` ``target + size``                      no
 :class:`Xor`           ``target ^ key``                       no
-:class:`TopByteTag`    tag in bits 56..63                     arm64 yes, x86 no
+:class:`TopByteTag`    tag in bits 56..63                     arm64, i386 yes
 :class:`LowBitTag`     ``target | tag`` (tag < alignment)     yes, inside object
 :class:`Shifted`       ``virt_to_phys(target) >> PAGE_SHIFT`` no
 :class:`Physical`      ``virt_to_phys(target)``               no
-:class:`BaseOffset32`  ``target - base`` in 32 bits           no
+:class:`BaseOffset32`  ``target - base`` in 32 bits           no (i386 base 0)
 :class:`SplitHalves`   low half at slot, high half later      no
 :class:`Unaligned`     ``target`` at ``slot + shift``         no (unaligned)
 :class:`HardenedFreelist` ``target ^ secret ^ swab(slot)``    no
@@ -138,7 +138,8 @@ class TopByteTag(Encoding):
         return (target & ~(0xFF << 56)) | ((self.tag & 0xFF) << 56)
 
     def visible_on(self, arch: Arch) -> bool:
-        return arch.top_byte_tags
+        # A 32-bit word has no top byte to tag: the stored word is the plain address.
+        return arch.top_byte_tags or arch.word_size < 8
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,8 @@ class BaseOffset32(Encoding):
         return (target - self.base) & 0xFFFFFFFF
 
     def visible_on(self, arch: Arch) -> bool:
-        return False
+        # With base 0 on a 32-bit architecture the offset is the address itself.
+        return arch.word_size == 4 and self.base & 0xFFFFFFFF == 0
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedDict
@@ -38,7 +38,8 @@ from .encodings import Encoding
 if TYPE_CHECKING:
     from ..kernel import Kernel
 
-#: The longest piece an encoding writes (one word).
+#: The longest piece a built-in encoding writes (one word); user encodings may write longer
+#: ones, and :class:`Truth` widens its overlap search to the longest piece it has seen.
 _MAX_PIECE = 8
 
 
@@ -98,6 +99,7 @@ class Truth:
         self._by_holder: dict[int | None, set[int]] = {}
         self.history: dict[int, RemovedEdge] = {}
         self.percpu_copies: SortedDict = SortedDict()  # copy start -> (cookie, size)
+        self._max_piece = _MAX_PIECE  # the longest piece recorded so far
         self.enabled = True
 
     # ------------------------------------------------------------- blocks
@@ -136,6 +138,26 @@ class Truth:
             self.blocks[block.base] = Block(block.base, start - block.base, block.kind, block.cache)
         if end < block.end:
             self.blocks[end] = Block(end, block.end - end, block.kind, block.cache)
+        # Edges into the freed range end; those into (or held by) the part after it now
+        # belong to the block that starts at ``end``.
+        for slot in list(self._by_target.get(block.base, ())):
+            edge = self.edges[slot]
+            if start <= edge.target < end:
+                self._remove(slot, "target freed")
+            elif edge.target >= end:
+                self._rekey(slot, replace(edge, target_base=end))
+        for slot in list(self._by_holder.get(block.base, ())):
+            if slot >= end:
+                self._rekey(slot, replace(self.edges[slot], holder=end))
+
+    def _rekey(self, slot: int, edge: Edge) -> None:
+        """Replace the edge at *slot* by *edge* (same slot and pieces, new target or holder)."""
+        old = self.edges[slot]
+        self._by_target[old.target_base].discard(slot)
+        self._by_holder[old.holder].discard(slot)
+        self.edges[slot] = edge
+        self._by_target.setdefault(edge.target_base, set()).add(slot)
+        self._by_holder.setdefault(edge.holder, set()).add(slot)
 
     def block_at(self, addr: int) -> Block | None:
         """The live block containing *addr*.  ``O(log(n))``."""
@@ -184,6 +206,9 @@ class Truth:
     def add_edge(self, slot: int, target: int, encoding: Encoding,
                  pieces: list[tuple[int, bytes]]) -> Edge | None:
         """Record the edge ``slot -> target`` (after its bytes were written)."""
+        # A new value for the slot ends what it held, even where the new bytes do not
+        # cover the old ones (an unaligned or split pointer stored over another layout).
+        self._remove(slot, "overwritten")
         tb = self.block_at(target)
         if tb is None:
             return None  # a pointer to something that is not an allocation
@@ -199,9 +224,14 @@ class Truth:
         self.edges[slot] = edge
         for addr, data in pieces:
             self._pieces[addr] = (slot, len(data))
+            self._max_piece = max(self._max_piece, len(data))
         self._by_target.setdefault(tb.base, set()).add(slot)
         self._by_holder.setdefault(holder, set()).add(slot)
         return edge
+
+    def end_edge(self, slot: int, reason: str = "overwritten") -> None:
+        """End the edge stored at *slot*, if any (a NULL store, for instance)."""
+        self._remove(slot, reason)
 
     def _remove(self, slot: int, reason: str) -> None:
         edge = self.edges.pop(slot, None)
@@ -216,8 +246,9 @@ class Truth:
     def _remove_range(self, start: int, end: int, reason: str) -> None:
         if not self._pieces:
             return
-        hits = {self._pieces[a][0] for a in self._pieces.irange(start - _MAX_PIECE + 1, end - 1)
-                if a + self._pieces[a][1] > start}
+        pieces = self._pieces
+        hits = {pieces[a][0] for a in pieces.irange(start - self._max_piece + 1, end - 1)
+                if a + pieces[a][1] > start}
         for slot in hits:
             self._remove(slot, reason)
 
@@ -282,10 +313,19 @@ class Truth:
         return path[::-1]
 
     def _check(self) -> None:
-        """Assert that the indexes agree with the edge table."""
+        """Assert that the indexes agree with the edge table, both ways, and that every
+        edge joins live blocks."""
         for slot, edge in self.edges.items():
             assert edge.slot == slot
             assert slot in self._by_target[edge.target_base]
             assert slot in self._by_holder[edge.holder]
+            assert edge.target_base in self.blocks
+            assert edge.holder is None or edge.holder in self.blocks
             for addr, data in edge.pieces:
                 assert self._pieces[addr] == (slot, len(data))
+        for addr, (slot, n) in self._pieces.items():
+            assert (addr, n) in {(a, len(d)) for a, d in self.edges[slot].pieces}
+        for base, slots in self._by_target.items():
+            assert all(self.edges[s].target_base == base for s in slots)
+        for holder, slots in self._by_holder.items():
+            assert all(self.edges[s].holder == holder for s in slots)
