@@ -38,6 +38,22 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("name", nargs="?", metavar="NAME", help="the scenario to run")
     g.add_argument("--arch", choices=sorted(ARCHES), default=None,
                    help="architecture (default: the scenario's own)")
+    s = sub.add_parser(
+        "shell", help="a root shell on a simulated machine: /proc, kmemleak, modules, OOM",
+        description="Without -c, read commands from the terminal (prompt, history, Ctrl-C "
+                    "stops a sleep) or, when standard input is not a terminal, from it. "
+                    "--lesson runs the bundled lesson: a slow kernel leak, the OOM killer, "
+                    "then kmemleak finding the culprit.")
+    s.add_argument("-c", dest="commands", metavar="CMDS",
+                   help="run CMDS ('cmd; cmd', or several lines) and exit")
+    s.add_argument("--arch", choices=sorted(ARCHES), default="x86_64")
+    s.add_argument("--cmdline", default="", help="kernel command line, e.g. 'mem=128M'")
+    s.add_argument("--speed", type=float, default=None,
+                   help="simulated seconds per real second of an interactive sleep "
+                        "(default 1000; 0: as fast as possible)")
+    s.add_argument("--echo", action="store_true",
+                   help="scripted mode: print each command after the prompt (a transcript)")
+    s.add_argument("--lesson", action="store_true", help="run the bundled lesson and exit")
     return p
 
 
@@ -97,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                             report_format=args.report_format, seed=args.seed)
         if args.command == "gallery":
             return run_gallery(args.name, args.arch)
+        if args.command == "shell":
+            from .shell import main as shell_main
+
+            return shell_main(args.commands, arch=args.arch, cmdline=args.cmdline,
+                              speed=args.speed, echo=args.echo, lesson=args.lesson)
     except KmemsimError as exc:
         print(f"kmemsim: {exc}", file=sys.stderr)
         return 1

@@ -455,6 +455,7 @@ class Kernel:
         if seconds < 0 or seconds != seconds or seconds == float("inf"):
             raise KmemsimValueError(f"seconds must be finite and non-negative, got {seconds}")
         target = self._now + round(seconds * self.hz)
+        self._run_kthreads(target)  # issue 7: kernel threads wake in time order with the scans
         self._run_scan_thread(target)
         self._now = target
 
@@ -948,6 +949,9 @@ class Kernel:
         """Read a simulated file (``cat``)."""
         if not isinstance(path, str):
             raise KmemsimTypeError(f"path must be a str, not {type(path).__name__}")
+        # /proc files of the teaching shell (issue 7): see _read_proc at the end of the class.
+        if path.startswith("/proc/") and path != "/proc/cmdline":
+            return self._read_proc(path)
         if path == KMEMLEAK_PATH and self._kmemleak_file():
             return kmemleak_read(self.kmemleak)
         if path == "/sys/module/kmemleak/parameters/verbose" and self.config.DEBUG_KMEMLEAK:
@@ -1122,3 +1126,99 @@ class Kernel:
         self.kmemleak._check()
         self.page_allocator._check()
 
+    # ======================================================================
+    # Issue 7, the teaching shell's kernel side: /proc files, kernel threads
+    # that sleep, and the state of user space (processes, page cache, the OOM
+    # killer, in kmemsim/oom.py).  Everything of it is in this section; the
+    # only hooks elsewhere are the /proc dispatch at the top of read() and one
+    # call in sleep().
+    # ======================================================================
+    _kthreads: dict[int, tuple[int, int, Task, Iterator[float]]] | None = None
+    """Sleeping kernel threads by pid: (wake-up jiffies, FIFO sequence, task, body)."""
+    _kthread_seq: int = 0
+    _userspace: object = None
+    """A :class:`kmemsim.oom.UserSpace`, created on first use by ``kmemsim.oom.userspace``."""
+
+    def _read_proc(self, path: str) -> str:
+        from .procfs import proc_read
+
+        return proc_read(self, path)
+
+    def kthread_run(self, thread: Iterator[float], name: str) -> Task:
+        """``kthread_run``: start a kernel thread whose body is the generator *thread*.
+
+        Each ``yield seconds`` is an ``msleep``: the thread sleeps and runs on
+        when that much simulated time has passed.  Time only passes in
+        :meth:`sleep`, so the thread first runs one tick from now.  The
+        thread runs as its own task (*name*, a kernel stack, and the frames
+        ``kthread``/``ret_from_fork`` below its code in backtraces).
+
+        >>> from kmemsim import Kernel
+        >>> k = Kernel(); seen = []
+        >>> def ticker():
+        ...     while True:
+        ...         seen.append(k.current.comm)
+        ...         yield 1.0
+        >>> t = k.kthread_run(ticker(), "ticker")
+        >>> k.sleep(3); seen
+        ['ticker', 'ticker', 'ticker']
+        >>> k.kthread_stop(t); k.sleep(3); len(seen)
+        3
+        """
+        if not isinstance(thread, Iterator):
+            raise KmemsimTypeError("thread must be an iterator (a generator yielding seconds)")
+        task = self.spawn(name)
+        frames = ("kthread", "ret_from_fork") + (
+            ("ret_from_fork_asm",) if self.arch.name in ("x86_64", "i386") else ())
+        task.context = tuple(self.symbols.return_address(n) for n in frames)
+        if self._kthreads is None:
+            self._kthreads = {}
+        self._kthread_seq += 1
+        self._kthreads[task.pid] = (self._now + 1, self._kthread_seq, task, thread)
+        return task
+
+    def kthread_stop(self, task: Task) -> None:
+        """``kthread_stop``: end the thread at its current ``msleep`` and free its stack."""
+        self._check_task(task)
+        entry = self._kthreads.pop(task.pid, None) if self._kthreads else None
+        if entry is None:
+            raise KmemsimValueError(f"{task!r} is not a running kernel thread")
+        close = getattr(entry[3], "close", None)
+        if close is not None:
+            close()  # GeneratorExit at the yield: kthread_should_stop() became true
+        self.exit_task(task)
+
+    def _run_kthreads(self, until: int) -> None:
+        """Wake the kernel threads due by *until* in time order, after the scans due first.
+
+        Before each wake-up the allocator's view of memory pressure runs
+        (reclaim, then the OOM killer: :func:`kmemsim.oom.before_kthread_runs`);
+        after a panic the threads no longer run.
+        """
+        if not self._kthreads:
+            return
+        from .oom import before_kthread_runs
+
+        while self._kthreads:
+            wake, _, pid = min((w, s, p) for p, (w, s, _, _) in self._kthreads.items())
+            if wake > until:
+                return
+            self._run_scan_thread(wake)
+            self._now = max(self._now, wake)
+            task, thread = self._kthreads[pid][2], self._kthreads[pid][3]
+            if not before_kthread_runs(self, task):
+                return
+            try:
+                with self.task_context(task):
+                    delay = next(thread)
+            except StopIteration:
+                del self._kthreads[pid]
+                self.exit_task(task)
+                continue
+            except Exception:
+                del self._kthreads[pid]  # an oops in the thread ends it; the kernel goes on
+                self.exit_task(task)
+                raise
+            self._kthread_seq += 1
+            ticks = max(1, round(float(delay) * self.hz))
+            self._kthreads[pid] = (self._now + ticks, self._kthread_seq, task, thread)

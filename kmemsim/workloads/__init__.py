@@ -14,11 +14,13 @@ from pathlib import Path
 from ..errors import KmemsimTypeError, KmemsimValueError
 from ..module import Module
 from .article import ArticleLeakModule, FixedArticleModule
+from .slow_leak import SlowLeakModule
 
 #: Modules ``modprobe`` finds by name.
 BUNDLED: dict[str, type[Module]] = {
     ArticleLeakModule.module_name(): ArticleLeakModule,
     FixedArticleModule.module_name(): FixedArticleModule,
+    SlowLeakModule.module_name(): SlowLeakModule,
 }
 
 
@@ -58,5 +60,5 @@ def load_module_file(path: Path) -> type[Module]:
     return found[0]
 
 
-__all__ = ["BUNDLED", "ArticleLeakModule", "FixedArticleModule", "bundled_module",
-           "load_module_file"]
+__all__ = ["BUNDLED", "ArticleLeakModule", "FixedArticleModule", "SlowLeakModule",
+           "bundled_module", "load_module_file"]
