@@ -2,9 +2,10 @@
 
 The modules mirror ``mm/kmemleak.c``: :mod:`.object` (the per-object record
 and colours), :mod:`.index` (the object trees), :mod:`.hooks` (state and the
-``kmemleak_*`` API), :mod:`.scan` (the reference scan), :mod:`.report`
-(record formats) and :mod:`.debugfs` (the control file).  Nothing here
-imports :mod:`kmemsim.truth` or the workloads.
+``kmemleak_*`` API), :mod:`.scan` (the reference scan), :mod:`.fastscan`
+(the same answer, vectorised), :mod:`.report` (record formats) and
+:mod:`.debugfs` (the control file).  Nothing here imports the ground truth
+or the workloads: the detector only knows what kmemleak knows.
 """
 
 from .hooks import Kmemleak, KmemleakConfig, ObjectRecord
