@@ -188,7 +188,10 @@ class _Judge:
             return self.truth.blocks.get(obj.pointer)  # type: ignore[no-any-return]
         if obj.flags & OBJECT_PHYS:
             return self.truth.block_at(self.k.phys_to_virt(obj.pointer))
-        return self.truth.block_at(self.k.arch.untag(obj.pointer))
+        addr = self.k.arch.untag(obj.pointer)
+        # Most objects start exactly where their allocation does: a dict hit.
+        block: Block | None = self.truth.blocks.get(addr)
+        return block if block is not None else self.truth.block_at(addr)
 
     def is_root_object(self, obj: KmemleakObject) -> bool:
         addr = self.k.arch.untag(obj.pointer)
