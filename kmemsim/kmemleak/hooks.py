@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import KmemsimValueError, check_int
+from . import faults
 from .index import ObjectTree
 from .object import (
     KMEMLEAK_BLACK,
@@ -464,8 +465,9 @@ class Kmemleak:
         return (
             color_white(obj)
             and bool(obj.flags & OBJECT_ALLOCATED)
-            and time_before_eq(obj.jiffies + self.jiffies_min_age, self.jiffies_last_scan,
-                               self._word_mask)
+            and (time_before_eq(obj.jiffies + self.jiffies_min_age, self.jiffies_last_scan,
+                                self._word_mask)
+                 or (bool(faults.ACTIVE) and "min_age_ignored" in faults.ACTIVE))
         )
 
     def reported_unreferenced(self) -> list[KmemleakObject]:

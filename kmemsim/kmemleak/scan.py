@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from . import faults
 from .object import (
     KMEMLEAK_BLACK,
     MAX_SCAN_SIZE,
@@ -144,18 +145,30 @@ class _Scanner:
                      percpu: bool) -> None:
         kl = self.kl
         untagged = self.untag(pointer)
+        # faults.ACTIVE is empty in normal runs: each guard costs one truthiness test
         if percpu:
-            if not kl.min_percpu_addr <= untagged < kl.max_percpu_addr:
+            if not kl.min_percpu_addr <= untagged < kl.max_percpu_addr and not (
+                    faults.ACTIVE and "windows_not_applied" in faults.ACTIVE):
                 return
-            obj = kl.object_percpu_tree_root.lookup(untagged)
+            tree = kl.object_percpu_tree_root
         else:
-            if not kl.min_addr <= untagged < kl.max_addr:
+            if not kl.min_addr <= untagged < kl.max_addr and not (
+                    faults.ACTIVE and "windows_not_applied" in faults.ACTIVE):
                 return
-            obj = kl.object_tree_root.lookup(untagged)
-        if obj is None or obj is scanned:
+            tree = kl.object_tree_root
+        obj = tree.lookup(untagged)
+        if obj is None and faults.ACTIVE and "end_inclusive" in faults.ACTIVE:
+            obj = tree.lookup(untagged - 1)
+        if obj is None or (obj is scanned and not (
+                faults.ACTIVE and "self_references_counted" in faults.ACTIVE)):
             return  # nothing there, or a self-reference
         if color_gray(obj):
+            if faults.ACTIVE and "no_saturation" in faults.ACTIVE:
+                obj.count += 1
+                return
             excess_ref = obj.excess_ref  # saturated: only forward the surplus
+            if faults.ACTIVE and "excess_ref_ignored" in faults.ACTIVE:
+                excess_ref = 0
         else:
             excess_ref = 0
             self.update_refs(obj, p, pointer)
@@ -176,7 +189,8 @@ class _Scanner:
 
     # -- objects ---------------------------------------------------------
     def scan_object(self, obj: KmemleakObject) -> None:
-        if obj.flags & OBJECT_NO_SCAN or not obj.flags & OBJECT_ALLOCATED:
+        if not obj.flags & OBJECT_ALLOCATED or (obj.flags & OBJECT_NO_SCAN and not (
+                faults.ACTIVE and "no_scan_ignored" in faults.ACTIVE)):
             return
         self._where = (obj.pointer, None)
         self.emit("scan_object", obj)
@@ -187,7 +201,8 @@ class _Scanner:
                 self.scan_block(start, start + obj.size, obj)
                 if not obj.flags & OBJECT_ALLOCATED:
                     break
-        elif not obj.areas or obj.flags & OBJECT_FULL_SCAN:
+        elif not obj.areas or obj.flags & OBJECT_FULL_SCAN or (
+                faults.ACTIVE and "scan_areas_ignored" in faults.ACTIVE):
             start = k.phys_to_virt(obj.pointer) if obj.flags & OBJECT_PHYS else obj.pointer
             end = start + obj.size
             while start < end:
@@ -231,7 +246,8 @@ class _Scanner:
         # the checksum pass grays white objects whose contents changed; then drain again
         self.emit("phase", "checksum")
         spared: list[int] = []
-        for obj in list(kl.object_list.values()):
+        skip = bool(faults.ACTIVE) and "checksum_pass_skipped" in faults.ACTIVE
+        for obj in [] if skip else list(kl.object_list.values()):
             if self.scan_should_stop():
                 break
             if color_white(obj) and obj.flags & OBJECT_ALLOCATED and update_checksum(kl, obj):
@@ -360,7 +376,8 @@ def kmemleak_scan(kl: Kmemleak, observer: Callable[[str, object], None] | None =
     (``"modified"``): a way to step through a scan when teaching.  It
     implies the reference engine.
     """
-    if engine == "fast" and observer is None:
+    # the faults live in the reference walk: a faulty run must use it
+    if engine == "fast" and observer is None and not faults.ACTIVE:
         from .fastscan import fast_scan
 
         objs = list(kl.object_list.values())
