@@ -444,15 +444,11 @@ def test_scan_areas_limit_scanning(k: Kernel) -> None:
     assert not {b, d, e, f} & reported
 
 
-def test_scan_areas_scanned_most_recent_first(
-        k: Kernel, engine: str, request: pytest.FixtureRequest) -> None:
+def test_scan_areas_scanned_most_recent_first(k: Kernel) -> None:
     """Areas are prepended and scanned in list order, so the area added last is read
     first: its word is the one that grays x, and what it grays joins the gray list
     first (here: y before z, although z's pointer sits at the lower address), so y is
     the one that grays w, which both point to."""
-    if engine == "fast":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "BUG: fastscan orders a source's edges by address, not by scan-area order")))
     kl = k.kmemleak
     h = k.kzalloc(64)
     k.store(static(k), h)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import sys
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +57,9 @@ I64 = np.int64
 _NATIVE_LITTLE = sys.byteorder == "little"
 
 
+_Arr = npt.NDArray[Any]
+
+
 class _Fallback(Exception):
     """The heap is in a state where only the reference scan's order gives the answer."""
 
@@ -66,29 +69,25 @@ def _u64(values: Sequence[int]) -> npt.NDArray[np.uint64]:
 
 
 class _Edges:
-    """Candidate words: which source range holds them, which object they point into."""
+    """Candidate words: which source range holds them, which object they point into,
+    and the rank of that range in its object's scan order (scan areas: most recent first)."""
+
+    FIELDS = ("src", "dst", "addr", "value", "seq")
 
     def __init__(self) -> None:
-        self.src: list[npt.NDArray[np.int64]] = []
-        self.dst: list[npt.NDArray[np.int64]] = []
-        self.addr: list[npt.NDArray[np.uint64]] = []
-        self.value: list[npt.NDArray[np.uint64]] = []
+        self.parts: dict[str, list[_Arr]] = {f: [] for f in self.FIELDS}
 
-    def add(self, src: npt.NDArray[np.int64], dst: npt.NDArray[np.int64],
-            addr: npt.NDArray[np.uint64], value: npt.NDArray[np.uint64]) -> None:
-        if len(src):
-            self.src.append(src)
-            self.dst.append(dst)
-            self.addr.append(addr)
-            self.value.append(value)
+    def add(self, **arrays: _Arr) -> None:
+        if len(arrays["src"]):
+            for f in self.FIELDS:
+                self.parts[f].append(arrays[f])
 
-    def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
-                              npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-        if not self.src:
-            e = np.zeros(0, dtype=I64)
-            return e, e.copy(), np.zeros(0, dtype=U64), np.zeros(0, dtype=U64)
-        return (np.concatenate(self.src), np.concatenate(self.dst),
-                np.concatenate(self.addr), np.concatenate(self.value))
+    def arrays(self) -> tuple[_Arr, _Arr, _Arr, _Arr, _Arr]:
+        """``src, dst, addr, value, seq`` as whole arrays."""
+        src, dst, addr, value, seq = (
+            np.concatenate(self.parts[f]) if self.parts[f] else np.zeros(0, dtype=d)
+            for f, d in zip(self.FIELDS, (I64, I64, U64, U64, I64), strict=True))
+        return src, dst, addr, value, seq
 
 
 class _FastScanner:
@@ -104,15 +103,17 @@ class _FastScanner:
 
     # -- sources: what would be read if its owner were gray -----------------
     def sources(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64],
-                               npt.NDArray[np.int64]]:
+                               npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         k, ws = self.k, self.ws
         starts: list[int] = []
         ends: list[int] = []
         ids: list[int] = []
+        ranks: list[int] = []  # the kernel scans an object's areas in list order
         for i, r in enumerate(self.roots):
             starts.append(r.start)
             ends.append(r.end)
             ids.append(-1 - i)
+            ranks.append(0)
         untag = k.arch.untag
         for i, obj in enumerate(self.objs):
             if obj.flags & OBJECT_NO_SCAN or not obj.flags & OBJECT_ALLOCATED:
@@ -123,6 +124,7 @@ class _FastScanner:
                     starts.append(s)
                     ends.append(s + obj.size)
                     ids.append(i)
+                    ranks.append(cpu)
             elif not obj.areas or obj.flags & OBJECT_FULL_SCAN:
                 s = k.phys_to_virt(obj.pointer) if obj.flags & OBJECT_PHYS else untag(obj.pointer)
                 if s % ws and obj.size > 4096:
@@ -130,18 +132,21 @@ class _FastScanner:
                 starts.append(s)
                 ends.append(s + obj.size)
                 ids.append(i)
+                ranks.append(0)
             else:
-                for area in obj.areas:
+                for rank, area in enumerate(obj.areas):
                     s = untag(area.start)
                     starts.append(s)
                     ends.append(s + area.size)
                     ids.append(i)
+                    ranks.append(rank)
         order = sorted(range(len(starts)), key=starts.__getitem__)
         st = _u64([starts[j] for j in order])
         en = _u64([ends[j] for j in order])
         if len(st) > 1 and bool(np.any(st[1:] < en[:-1])):
             raise _Fallback("overlapping scan ranges")
-        return st, en, np.fromiter((ids[j] for j in order), dtype=I64, count=len(order))
+        return (st, en, np.fromiter((ids[j] for j in order), dtype=I64, count=len(order)),
+                np.fromiter((ranks[j] for j in order), dtype=I64, count=len(order)))
 
     def targets(self, percpu: bool) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64],
                                              npt.NDArray[np.int64]]:
@@ -156,11 +161,10 @@ class _FastScanner:
         idx = np.fromiter((index[o.serial] for o in objs), dtype=I64, count=len(objs))
         return starts, ends, idx
 
-    def collect(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
-                               npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-        """Every candidate word inside a source range, as (source, target, address, value)."""
+    def collect(self) -> tuple[_Arr, _Arr, _Arr, _Arr, _Arr]:
+        """Every candidate word inside a source range: source, target, address, value, rank."""
         kl, ws = self.kl, self.ws
-        src_st, src_en, src_id = self.sources()
+        src_st, src_en, src_id, src_rank = self.sources()
         vt = self.targets(False)
         pt = self.targets(True)
         dt = np.dtype("<u8" if ws == 8 else "<u4")
@@ -194,7 +198,7 @@ class _FastScanner:
             ok &= (addr + U64(ws)) <= src_en[own_c]
             cand, addr, own_c = cand[ok], addr[ok], own_c[ok]
             v, raw = vals[cand], words[cand]
-            src = src_id[own_c]
+            src, seq = src_id[own_c], src_rank[own_c]
             for (starts, ends, idx), wmin, wmax in ((vt, vmin, vmax), (pt, pmin, pmax)):
                 if not len(starts):
                     continue
@@ -205,7 +209,8 @@ class _FastScanner:
                 hit &= v < ends[ti_c]
                 dst = idx[ti_c]
                 hit &= dst != src  # self-references are skipped
-                edges.add(src[hit], dst[hit], addr[hit], raw[hit].astype(U64))
+                edges.add(src=src[hit], dst=dst[hit], addr=addr[hit], value=raw[hit].astype(U64),
+                          seq=seq[hit])
         return edges.arrays()
 
     # -- the gray list over the edge list -------------------------------------
@@ -220,7 +225,7 @@ class _FastScanner:
         then ``O(N + E)`` Python steps.
         """
         kl, k, n, objs = self.kl, self.k, self.n, self.objs
-        src, dst, addr, value = self.collect()
+        src, dst, addr, value, seq = self.collect()
         # excess_ref targets, resolved by exact lookup as the kernel does.
         fwd = [-1] * n
         for i, o in enumerate(objs):
@@ -234,7 +239,7 @@ class _FastScanner:
         nroots = len(self.roots)
         # rows: root i is row i (kernel order), object j is row nroots + j
         row = np.where(src < 0, -1 - src, src + nroots)
-        order = np.lexsort((addr, row))
+        order = np.lexsort((addr, seq, row))  # by source, its ranges in scan order, address
         dst_l = dst[order].tolist()
         addr_l = addr[order].tolist()
         value_l = value[order].tolist()

@@ -286,14 +286,16 @@ class Truth:
             if edge.target_base not in parent:
                 parent[edge.target_base] = edge
                 queue.append(edge.target_base)
-        for block in self.blocks.values():
-            if block.kind == "module" and block.base not in parent:
-                parent[block.base] = None  # a loaded module's data is a root
-                queue.append(block.base)
+        # dict.values: the plain dict underneath, much faster than SortedDict's view
+        for base in sorted(b.base for b in dict.values(self.blocks) if b.kind == "module"):
+            if base not in parent:
+                parent[base] = None  # a loaded module's data is a root
+                queue.append(base)
+        holders, edges = self._by_holder, self.edges
         while queue:
-            base = queue.popleft()
-            for slot in sorted(self._by_holder.get(base, ())):
-                edge = self.edges[slot]
+            # Slots in address order: the recorded parents (and so the paths) are stable.
+            for slot in sorted(holders.get(queue.popleft(), ())):
+                edge = edges[slot]
                 if edge.target_base not in parent:
                     parent[edge.target_base] = edge
                     queue.append(edge.target_base)
