@@ -429,18 +429,26 @@ class _Judge:
                     has_in.add(comp[t])
         groups: list[LeakGroup] = []
         assigned: set[int] = set()
+        first_serial: dict[int, int] = {}  # a component's earliest object: a stable order
+        for b in nodes:
+            c, serial = comp[b], unreachable[b].serial
+            if serial < first_serial.get(c, serial + 1):
+                first_serial[c] = serial
         leader_comps = sorted({comp[b] for b in nodes if comp[b] not in has_in},
-                              key=lambda c: min(unreachable[b].serial for b in nodes
-                                                if comp[b] == c))
+                              key=first_serial.__getitem__)
+        pos = {b: i for i, b in enumerate(nodes)}  # object_list order
+        members_of: dict[int, list[int]] = {}
+        for b in nodes:
+            members_of.setdefault(comp[b], []).append(b)
         for c in leader_comps:
-            leaders = tuple(b for b in nodes if comp[b] == c)
+            leaders = tuple(members_of[c])
             seen, stack = set(leaders), list(leaders)
             while stack:
                 for t in succ[stack.pop()]:
                     if t not in seen:
                         seen.add(t)
                         stack.append(t)
-            members = tuple(b for b in nodes if b in seen and b not in assigned)
+            members = tuple(sorted((b for b in seen if b not in assigned), key=pos.__getitem__))
             assigned.update(members)
             groups.append(LeakGroup(len(groups) + 1, leaders, members,
                                     sum(unreachable[m].size for m in members)))
