@@ -30,6 +30,8 @@ from .errors import (
     PageFault,
     check_int,
 )
+from .klib.list import INIT_LIST_HEAD, list_add_tail
+from .klib.list import __list_del_entry as list_del_entry  # no name mangling in methods
 from .kmemleak.debugfs import PATH as KMEMLEAK_PATH
 from .kmemleak.debugfs import kmemleak_read, kmemleak_write
 from .kmemleak.hooks import Kmemleak, KmemleakConfig
@@ -64,6 +66,8 @@ KERNEL_SECTION_SIZE = 32 * 1024
 #: Bytes of one ``struct kmem_cache``, ``struct module`` (simulated layouts).
 KMEM_CACHE_STRUCT_WORDS = 32
 STRUCT_MODULE_SIZE = 1024
+#: Word index of the ``list`` member (a ``list_head`` on ``slab_caches``) in ``struct kmem_cache``.
+KMEM_CACHE_LIST_WORD = 13
 #: Word index of ``mem[MOD_TEXT].base`` in the simulated ``struct module``.
 STRUCT_MODULE_TEXT_BASE = 8
 #: Words of ``pt_regs`` at the top of every kernel stack.
@@ -305,7 +309,7 @@ class Kernel:
             slub_debug is not None and (slub_debug == "" or "p" in slub_debug.split(",")[0].lower()))
         self.printk(f"SLUB: HWalign=64, Order=0-3, MinObjects=0, CPUs={self.ncpus}, Nodes=1")
         self._slab_caches_head = self.define_static("slab_caches", 2 * a.word_size, "data")
-        self._init_list_head(self._slab_caches_head)
+        INIT_LIST_HEAD(self, self._slab_caches_head)
         kmem_cache_size = KMEM_CACHE_STRUCT_WORDS * a.word_size
         boot = self.slab.create("kmem_cache", kmem_cache_size)
         self._kmem_cache_cache = boot
@@ -331,11 +335,11 @@ class Kernel:
 
         # vmalloc_init
         self._vmap_area_list = self.define_static("vmap_area_list", 2 * a.word_size, "bss")
-        self._init_list_head(self._vmap_area_list)
+        INIT_LIST_HEAD(self, self._vmap_area_list)
         va_cache = self.kmem_cache_create("vmap_area", vmap_area_layout(a.word_size)["sizeof"])
         self.vmalloc_allocator = VmallocAllocator(self, va_cache, self._vmap_area_list)
         self._modules_head = self.define_static("modules", 2 * a.word_size, "data")
-        self._init_list_head(self._modules_head)
+        INIT_LIST_HEAD(self, self._modules_head)
 
         # the first tasks, then late initcalls
         self._advance(self.hz)  # about a second of boot
@@ -364,10 +368,6 @@ class Kernel:
             raise KmemsimValueError("mem= must be at least 128M")
         return size
 
-    def _init_list_head(self, head: int) -> None:
-        self.store(head, head)
-        self.store(head + self.arch.word_size, head)
-
     def _link_cache_struct(self, cache: KmemCache, holder: int | None) -> None:
         """Allocate the ``struct kmem_cache`` and link it on ``slab_caches``."""
         ws = self.arch.word_size
@@ -378,13 +378,7 @@ class Kernel:
             self.page_allocator.mark_slab(slab.pfn, slab.order, ptr)
         self.memory.write_word(ptr + 3 * ws, cache.size | (cache.object_size << 32)
                                if ws == 8 else cache.size)
-        node = ptr + 13 * ws
-        head = self._slab_caches_head
-        prev = self.memory.read_word(head + ws)
-        self.store(node, head)
-        self.store(node + ws, prev)
-        self.store(prev, node)
-        self.store(head + ws, node)
+        list_add_tail(self, ptr + KMEM_CACHE_LIST_WORD * ws, self._slab_caches_head)
         if holder is not None:
             self.store(holder, ptr)
 
@@ -815,10 +809,7 @@ class Kernel:
         c.cpu_slab = None
         del self.slab.caches[c.name]
         ws = self.arch.word_size
-        node = c.pointer + 13 * ws
-        nxt, prev = self.memory.read_word(node), self.memory.read_word(node + ws)
-        self.store(prev, nxt)
-        self.store(nxt + ws, prev)
+        list_del_entry(self, c.pointer + KMEM_CACHE_LIST_WORD * ws)
         self.slab.slab_free(self._kmem_cache_cache, c.pointer, "kmem_cache_destroy")
 
     def vmalloc(self, size: int) -> int:
@@ -1047,14 +1038,7 @@ class Kernel:
         # mod->mem[MOD_TEXT].base: the module's text is reachable through struct module.
         self.truth.on_alloc(text, self.vmalloc_allocator.areas[text].size, "module_text")
         self.store(struct_module + STRUCT_MODULE_TEXT_BASE * ws, text)
-        # mod->list on the global modules list
-        node = struct_module + ws
-        head = self._modules_head
-        prev = self.memory.read_word(head + ws)
-        self.store(node, head)
-        self.store(node + ws, prev)
-        self.store(prev, node)
-        self.store(head + ws, node)
+        list_add_tail(self, struct_module + ws, self._modules_head)  # mod->list on `modules`
         self.module_layouts.append(layout)
         for sym in layout.symbols:
             self._code_symbols[sym.code] = sym
@@ -1097,12 +1081,7 @@ class Kernel:
             self.exit_task(task)
 
     def _unload(self, lm: LoadedModule) -> None:
-        ws = self.arch.word_size
-        node = lm.struct_module + ws
-        nxt, prev = self.memory.read_word(node), self.memory.read_word(node + ws)
-        if nxt and prev:
-            self.store(prev, nxt)
-            self.store(nxt + ws, prev)
+        list_del_entry(self, lm.struct_module + self.arch.word_size)
         self.vmalloc_allocator.vfree(lm.data)
         self.vmalloc_allocator.vfree(lm.text)
         for sym in lm.layout.symbols:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import check_int
+from ..klib.list import list_add_tail, list_del
 from ..layout import PAGE_SIZE
 from .slab import KmemCache
 
@@ -163,7 +164,7 @@ class VmallocAllocator:
             k.memory.write_word(vm + vl["nr_pages"], nr_pages)
             k.store(va + lay["vm"], vm)
             # va->list on the busy list, a static list_head in kernel data
-            self._list_add_tail(va + lay["list"])
+            list_add_tail(k, va + lay["list"], self.vmap_area_list)
             # The pages' own bytes show through the new mapping.
             if zero or k.page_allocator.init_on_alloc:
                 data = bytearray(size)
@@ -183,22 +184,6 @@ class VmallocAllocator:
         """``warn_alloc(gfp, NULL, "vmalloc error: ...")`` (the kernel's own typo kept)."""
         self.k.warn(f"{self.k.current.comm}: vmalloc error: {what}, "
                     "mode:0xcc0(GFP_KERNEL), nodemask=(null)")
-
-    def _list_add_tail(self, node: int) -> None:
-        k, ws, head = self.k, self.k.arch.word_size, self.vmap_area_list
-        prev = k.memory.read_word(head + ws)
-        k.store(node, head)
-        k.store(node + ws, prev)
-        k.store(prev, node)
-        k.store(head + ws, node)
-
-    def _list_del(self, node: int) -> None:
-        k, ws = self.k, self.k.arch.word_size
-        nxt, prev = k.memory.read_word(node), k.memory.read_word(node + ws)
-        k.store(prev, nxt)
-        k.store(nxt + ws, prev)
-        k.memory.write_word(node, k.arch.list_poison1)
-        k.memory.write_word(node + ws, k.arch.list_poison2)
 
     def vfree(self, addr: int) -> None:
         """``vfree``: kmemleak first, then unmap, pages, ``vm_struct``, ``vmap_area``."""
@@ -225,7 +210,7 @@ class VmallocAllocator:
         for pfn in area.pfns:
             k.page_allocator.free(pfn, 0)
         self.used_pages -= len(area.pfns)
-        self._list_del(area.vmap_area + vmap_area_layout(k.arch.word_size)["list"])
+        list_del(k, area.vmap_area + vmap_area_layout(k.arch.word_size)["list"])
         k.slab.kfree(area.pages_array)
         k.slab.kfree(area.vm_struct)
         k.slab.slab_free(self.vmap_area_cache, area.vmap_area, "vfree")
