@@ -21,7 +21,14 @@ A tour:
 unreferenced object 0xffff8880040...
 """
 
-from .errors import KernelOops, KmemsimError, KmemsimTypeError, KmemsimValueError, PageFault
+from .errors import (
+    KernelOops,
+    KmemsimError,
+    KmemsimFormatError,
+    KmemsimTypeError,
+    KmemsimValueError,
+    PageFault,
+)
 from .kernel import Kernel, KernelConfig, StackFrame, Task
 from .kmemleak import ObjectRecord, ScanResult
 from .module import Module
@@ -33,6 +40,7 @@ __all__ = [
     "KernelConfig",
     "KernelOops",
     "KmemsimError",
+    "KmemsimFormatError",
     "KmemsimTypeError",
     "KmemsimValueError",
     "Module",

@@ -19,6 +19,9 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 
 class KmemsimError(Exception):
     """Base class of every error kmemsim raises on purpose."""
@@ -30,6 +33,12 @@ class KmemsimValueError(KmemsimError, ValueError):
 
 class KmemsimTypeError(KmemsimError, TypeError):
     """An argument has the wrong type."""
+
+
+class KmemsimFormatError(KmemsimValueError):
+    """A saved-state file (:mod:`kmemsim.persist`) is truncated, corrupted, tampered
+    with, of a newer format version, not a kmemsim save at all, or names code
+    that may not be loaded; nothing of it was loaded."""
 
 
 class KernelOops(KmemsimError):
@@ -68,3 +77,23 @@ def check_int(name: str, value: object, *, minimum: int | None = None,
         # Upper bounds are address-space limits: hex reads better than decimal.
         raise KmemsimValueError(f"{name} must be at most {maximum:#x}, got {value:#x}")
     return value
+
+
+def check_ints(name: str, values: Sequence[object], *, minimum: int | None = None,
+               maximum: int | None = None) -> Sequence[int]:
+    """:func:`check_int` for every item, named ``name[i]`` in the error; fast when all pass.
+
+    >>> check_ints("sizes", [8, 16], minimum=1)
+    [8, 16]
+    >>> check_ints("sizes", [8, -1], minimum=0)
+    Traceback (most recent call last):
+    ...
+    kmemsim.errors.KmemsimValueError: sizes[1] must be at least 0, got -1
+    """
+    if all(type(v) is int for v in values):
+        ints = cast("Sequence[int]", values)
+        if not ints or ((minimum is None or min(ints) >= minimum)
+                        and (maximum is None or max(ints) <= maximum)):
+            return ints
+    return [check_int(f"{name}[{i}]", v, minimum=minimum, maximum=maximum)
+            for i, v in enumerate(values)]

@@ -17,7 +17,7 @@ import hashlib
 import os
 import random
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -29,6 +29,7 @@ from .errors import (
     KmemsimValueError,
     PageFault,
     check_int,
+    check_ints,
 )
 from .klib.list import INIT_LIST_HEAD, list_add_tail
 from .klib.list import __list_del_entry as list_del_entry  # no name mangling in methods
@@ -42,7 +43,17 @@ from .memory import AddressSpace
 from .mm.memblock import Memblock
 from .mm.page_alloc import PageAllocator, get_order
 from .mm.percpu import PERCPU_UNIT_SIZE, PerCpuAllocator
-from .mm.slab import KMALLOC_SIZES, KmemCache, SlabAllocator
+from .mm.slab import (
+    KMALLOC_MAX_CACHE_SIZE,
+    KMALLOC_SIZES,
+    SLAB_KMALLOC,
+    SLAB_RED_ZONE,
+    SLAB_STORE_USER,
+    KmemCache,
+    SlabAllocator,
+    kmalloc_size_class,
+    slab_alloc_bulk,
+)
 from .mm.vmalloc import VmallocAllocator, vmap_area_layout
 from .module import Module
 from .symbols import (
@@ -252,6 +263,7 @@ class Kernel:
         self._next_pid = 1100
         self.statics: dict[str, int] = {}
         self._meta_objects = 0
+        self._plain_bound: dict[int, Encoding] = {}  # store(): Plain bound per target size
         self._boot(_parse_cmdline(cmdline), report_format)
 
     # ------------------------------------------------------------------ boot
@@ -303,10 +315,8 @@ class Kernel:
 
         # SLUB
         self.slab = SlabAllocator(self)
-        slub_debug = params.get("slub_debug")
-        # slub_debug alone means every check (FZPU); otherwise P in the flags poisons.
-        self.slab.debug_poison = cfg.SLUB_DEBUG_ON or (
-            slub_debug is not None and (slub_debug == "" or "p" in slub_debug.split(",")[0].lower()))
+        # slub_debug alone means every check (FZPU), as CONFIG_SLUB_DEBUG_ON does.
+        self.slab.setup_slub_debug(params.get("slub_debug"), cfg.SLUB_DEBUG_ON)
         self.printk(f"SLUB: HWalign=64, Order=0-3, MinObjects=0, CPUs={self.ncpus}, Nodes=1")
         self._slab_caches_head = self.define_static("slab_caches", 2 * a.word_size, "data")
         INIT_LIST_HEAD(self, self._slab_caches_head)
@@ -321,7 +331,7 @@ class Kernel:
             # Power-of-two kmallocs are naturally aligned (even with slub_debug);
             # the others get ARCH_KMALLOC_MINALIGN, the alignment of long long.
             align = size if size & (size - 1) == 0 else 8
-            cache = self.slab.create(f"kmalloc-{size}", size, align)
+            cache = self.slab.create(f"kmalloc-{size}", size, align, SLAB_KMALLOC)
             self.slab.kmalloc_caches[size] = cache
             self._link_cache_struct(cache, self._kmalloc_caches_var + i * a.word_size)
 
@@ -488,6 +498,9 @@ class Kernel:
                     f"mode:0xcc0(GFP_KERNEL), nodemask=(null) [{what}]")
 
     def oops_lines(self, lines: list[str]) -> None:
+        """Print an oops report, line by line."""
+        if isinstance(lines, str) or not isinstance(lines, list):
+            raise KmemsimTypeError(f"lines must be a list of str, not {type(lines).__name__}")
         for line in lines:
             self.printk(line)
 
@@ -692,6 +705,8 @@ class Kernel:
         return range(self.ncpus)
 
     def per_cpu_offset(self, cpu: int) -> int:
+        """``per_cpu_offset(cpu)``: the distance from a per-CPU cookie to *cpu*'s copy."""
+        check_int("cpu", cpu, minimum=0, maximum=self.ncpus - 1)
         return self.percpu.per_cpu_offset(cpu)
 
     def percpu_static_sections(self) -> list[tuple[int, int]]:
@@ -723,6 +738,10 @@ class Kernel:
         self._meta_objects += 1
         return True
 
+    def metadata_fits(self, nbytes: int, count: int) -> bool:
+        per_page = PAGE_SIZE // nbytes
+        return self.page_allocator.free_pages > count // per_page + 2
+
     def metadata_free(self, nbytes: int) -> None:
         per_page = PAGE_SIZE // nbytes
         self._meta_objects -= 1
@@ -740,6 +759,52 @@ class Kernel:
     def kzalloc(self, size: int) -> int:
         """``kzalloc``: ``kmalloc`` and zero the whole object."""
         return self.slab.kmalloc(check_int("size", size, minimum=0), zero=True)
+
+    def kmalloc_bulk(self, sizes: Sequence[int], *, zero: bool = False) -> list[int]:
+        """``kmalloc(size)`` (or ``kzalloc`` with *zero*) for each of *sizes*, in one call.
+
+        The result is exactly that of the calls one by one, in order: the same
+        addresses, bytes, kmemleak records (serials, traces, ``comm``) and truth;
+        only the bookkeeping is batched, so building a large heap is fast.
+        Sizes above the largest kmalloc cache are allocated one by one.
+
+        >>> from kmemsim import Kernel
+        >>> k = Kernel(seed=1)
+        >>> a = k.kmalloc_bulk([32, 100, 32])
+        >>> [k.kmemleak.find(p).size for p in a]
+        [32, 128, 32]
+        """
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+            raise KmemsimTypeError(f"sizes must be a sequence of ints, not {type(sizes).__name__}")
+        check_ints("sizes", sizes, minimum=0)
+        if any(not 0 < n <= KMALLOC_MAX_CACHE_SIZE for n in sizes):
+            alloc = self.kzalloc if zero else self.kmalloc
+            return [alloc(n) for n in sizes]
+        caches = self.slab.kmalloc_caches
+        requests = []
+        for n in sizes:
+            cache = caches[kmalloc_size_class(n)]
+            # as kmalloc: with red zones or tracking, only the request is initialised
+            debug = cache.flags & (SLAB_RED_ZONE | SLAB_STORE_USER)
+            requests.append((cache, n if debug else cache.object_size))
+        with self.kernel_frames("__kmalloc_cache_noprof"):
+            return slab_alloc_bulk(self.slab, requests, zero=zero)
+
+    def kmem_cache_alloc_bulk(self, cache: KmemCache, n: int, *, zero: bool = False
+                              ) -> list[int]:
+        """*n* objects from *cache*: ``kmem_cache_alloc`` (``kmem_cache_zalloc`` with *zero*)
+        called *n* times, in one call (see :meth:`kmalloc_bulk`).
+
+        >>> from kmemsim import Kernel
+        >>> k = Kernel(seed=1)
+        >>> c = k.kmem_cache_create("node", 48)
+        >>> len(k.kmem_cache_alloc_bulk(c, 3))
+        3
+        """
+        c = self._cache(cache)
+        check_int("n", n, minimum=0)
+        with self.kernel_frames("kmem_cache_alloc_noprof"):
+            return slab_alloc_bulk(self.slab, [(c, c.object_size)] * n, zero=zero)
 
     def kfree(self, ptr: int) -> None:
         """``kfree``: kmemleak forgets the object, SLUB puts it on the freelist."""
@@ -923,7 +988,11 @@ class Kernel:
             raise KmemsimTypeError(f"encoding must be a kmemsim.truth.Encoding, not "
                                    f"{type(encoding).__name__}")
         block = self.truth.block_at(target) if target else None
-        enc = encoding.bind(self.arch, block.size if block is not None else 0)
+        size = block.size if block is not None else 0
+        if type(encoding) is Plain and encoding.arch is None:
+            enc = self._bound_plain(size)
+        else:
+            enc = encoding.bind(self.arch, size)
         if target:
             pieces = enc.writes(target, slot)
         else:
@@ -933,7 +1002,58 @@ class Kernel:
         for addr, data in pieces:
             self.memory.write(addr, data)
         if target:
-            self.truth.add_edge(slot, target, enc, pieces)
+            self.truth.add_edge(slot, target, enc, pieces, block)
+
+    def store_many(self, slots: Sequence[int], targets: Sequence[int]) -> None:
+        """``store(slots[i], targets[i])`` with plain pointers for each *i*, in order, in one call.
+
+        The bytes, the edges and their histories are those of the calls one by
+        one; when the slots are distinct aligned mapped words and no target is
+        NULL, the words are written with one numpy store per region.  Anything
+        else (a NULL, an unaligned or repeated slot, an unmapped one, which
+        faults as ``store`` does) is stored one by one.
+
+        >>> from kmemsim import Kernel
+        >>> k = Kernel(); a, b, c = k.kmalloc_bulk([64, 64, 64])
+        >>> k.store_many([a, b + 8], [b, c])
+        >>> k.memory.read_word(b + 8) == c, a in k.truth.edges, b + 8 in k.truth.edges
+        (True, True, True)
+        """
+        for what, seq in (("slots", slots), ("targets", targets)):
+            if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence):
+                raise KmemsimTypeError(f"{what} must be a sequence of ints, not "
+                                       f"{type(seq).__name__}")
+        if len(slots) != len(targets):
+            raise KmemsimValueError(f"slots and targets differ in length ({len(slots)} and "
+                                    f"{len(targets)})")
+        mask, ws, untag = self.arch.word_mask, self.arch.word_size, self.arch.untag
+        check_ints("slots", slots, minimum=0, maximum=mask)
+        check_ints("targets", targets, minimum=0, maximum=mask)
+        region_at = self.memory.region_at
+
+        def whole_word(slot: int) -> bool:
+            r = region_at(slot)
+            return r is not None and slot + ws <= r.end
+
+        batch = (all(targets) and len(set(slots)) == len(slots) and
+                 all(s % ws == 0 and untag(s) == s and whole_word(s) for s in slots))
+        if not batch:
+            for slot, target in zip(slots, targets, strict=True):
+                self.store(slot, target)
+            return
+        self.memory.write_words(slots, targets)
+        truth = self.truth
+        for slot, target in zip(slots, targets, strict=True):
+            block = truth.block_at(target)
+            enc = self._bound_plain(block.size if block is not None else 0)
+            truth.add_edge(slot, target, enc, enc.writes(target, slot), block)
+
+    def _bound_plain(self, size: int) -> Encoding:
+        """``Plain().bind(arch, size)``: all alike per size, so each size is bound once."""
+        enc = self._plain_bound.get(size)
+        if enc is None:
+            enc = self._plain_bound[size] = Plain().bind(self.arch, size)
+        return enc
 
     # ----------------------------------------------------------------- files
     def read(self, path: str) -> str:
@@ -1002,6 +1122,7 @@ class Kernel:
         """
         cls = self._resolve_module(module)
         name = cls.module_name()
+        _check_name(f"{cls.__name__}.name", name)
         if name in self.modules:
             raise FileExistsError(errno.EEXIST, f"could not insert module {name}: "
                                                 "File exists")
@@ -1089,6 +1210,33 @@ class Kernel:
         lm.layout.loaded = False
         self.modules.pop(lm.name, None)
 
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the whole simulated state to *path* (:func:`kmemsim.persist.save`).
+
+        The file is versioned, checksummed and not a pickle (``docs/save-format.md``);
+        :meth:`load` gives a kernel that continues exactly as this one would.
+
+        >>> import os, tempfile
+        >>> from kmemsim import Kernel
+        >>> k = Kernel(seed=3); _ = k.kmalloc(64); k.sleep(6)
+        >>> path = os.path.join(tempfile.mkdtemp(), "k.kmemsim")
+        >>> k.save(path)
+        >>> k2 = Kernel.load(path)
+        >>> k.kmemleak.scan().new_leaks == k2.kmemleak.scan().new_leaks
+        True
+        """
+        from .persist import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *,
+             module_files: Iterable[str | os.PathLike[str]] = ()) -> Kernel:
+        """A kernel restored from a save (:func:`kmemsim.persist.load`; never runs pickle)."""
+        from .persist import load
+
+        return load(path, module_files=module_files)
+
     def lsmod(self) -> list[tuple[str, int]]:
         """``(name, size)`` of the loaded modules, most recent first."""
         return [(n, self.vmalloc_allocator.areas[m.data].size
@@ -1101,9 +1249,10 @@ class Kernel:
 
     # ------------------------------------------------------------------ misc
     def _check(self) -> None:
-        """Assert the invariants of the detector index and the page allocator."""
+        """Assert the invariants of the detector index, the page allocator and SLUB."""
         self.kmemleak._check()
         self.page_allocator._check()
+        self.slab._check()
 
     # ======================================================================
     # Issue 7, the teaching shell's kernel side: /proc files, kernel threads

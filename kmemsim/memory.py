@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import bisect
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
+
+import numpy as np
 
 from .errors import KmemsimTypeError, KmemsimValueError, PageFault, check_int
 from .layout import Arch
@@ -201,7 +203,7 @@ class AddressSpace:
     def fill(self, addr: int, size: int, byte: int) -> None:
         """``memset(addr, byte, size)``."""
         check_int("byte", byte, minimum=0, maximum=0xFF)
-        check_int("size", size, minimum=0)
+        check_int("size", size, minimum=0, maximum=self._top)
         self.write(addr, bytes([byte]) * size)
 
     def read_word(self, addr: int) -> int:
@@ -215,6 +217,55 @@ class AddressSpace:
         if not -(1 << (bits - 1)) <= value < (1 << bits):
             raise KmemsimValueError(f"value {value:#x} does not fit in a {bits}-bit word")
         self.write(addr, (value & self.arch.word_mask).to_bytes(self._ws, "little"))
+
+    def write_words(self, addrs: Sequence[int], values: Sequence[int]) -> None:
+        """``write_word(addrs[i], values[i])`` for each *i*, in order, one numpy store per region.
+
+        Every address must be word-aligned, distinct and mapped, and every value
+        an unsigned word; otherwise nothing is written and :class:`KmemsimValueError`
+        says which (callers that want a fault at the first bad address write one
+        by one).  The write hook hears of each word, in order.
+
+        >>> from kmemsim.layout import arch_by_name
+        >>> m = AddressSpace(arch_by_name("x86_64")); _ = m.map(0x1000, 64, "r")
+        >>> m.write_words([0x1008, 0x1000], [7, 9]); m.read_word(0x1000), m.read_word(0x1008)
+        (9, 7)
+        """
+        ws = self._ws
+        if len(addrs) != len(values):
+            raise KmemsimValueError("addrs and values differ in length")
+        if not len(addrs):
+            return
+        try:
+            a = np.array(addrs, dtype=np.uint64)
+            v = np.array(values, dtype=np.uint64)
+        except (OverflowError, TypeError, ValueError):
+            raise KmemsimValueError("addresses and values must be unsigned machine words"
+                                    ) from None
+        if ws == 4 and bool((v >> np.uint64(32)).any()):
+            raise KmemsimValueError("values must be unsigned machine words")
+        if len(np.unique(a)) != len(a) or bool((a % np.uint64(ws)).any()):
+            raise KmemsimValueError("addresses must be distinct and word-aligned")
+        starts = np.array(self._starts, dtype=np.uint64)
+        ends = np.array([r.end for r in self._regions], dtype=np.uint64)
+        idx = np.searchsorted(starts, a, side="right").astype(np.int64) - 1
+        ok = idx >= 0
+        ok &= a + np.uint64(ws) <= ends[np.where(ok, idx, 0)]
+        if not bool(ok.all()):
+            bad = int(a[np.flatnonzero(~ok)[0]])
+            raise KmemsimValueError(f"{bad:#x} is not a mapped whole word")
+        dtype = "<u8" if ws == 8 else "<u4"
+        for i in np.unique(idx).tolist():
+            r = self._regions[i]
+            if r.start % ws:  # pragma: no cover - regions are page-aligned
+                raise KmemsimValueError(f"region {r.name} is not word-aligned")
+            sel = idx == i
+            view = np.frombuffer(r.data, dtype=dtype, count=len(r.data) // ws)
+            view[((a[sel] - np.uint64(r.start)) // np.uint64(ws)).astype(np.int64)] = v[sel]
+            del view  # no export may outlive the call: regions can be resized
+        if self._on_write is not None:
+            for addr in addrs:
+                self._on_write(addr, ws)
 
     def words(self, start: int, end: int) -> list[tuple[int, int]]:
         """The aligned whole words inside ``[start, end)`` as ``(address, value)``.

@@ -68,6 +68,20 @@ KERNEL_TEXT: tuple[tuple[str, int, int], ...] = (
     ("ret_from_fork_asm", 0x20, 0x1A),
     ("dump_stack_lvl", 0x80, 0x64),
     ("kmemleak_warn", 0x50, 0x3F),
+    # SLUB's debug paths (slub_debug=F reports), appended so earlier addresses stay put
+    ("kfree", 0x3A0, 0x2A4),
+    ("kmem_cache_free", 0x4C0, 0x35B),
+    ("kmem_cache_destroy", 0x1C0, 0x1C),
+    ("vfree", 0x1E0, 0x10B),
+    ("__slab_free", 0x2E0, 0x1D2),
+    ("free_debug_processing", 0x2A0, 0x1F6),
+    ("alloc_debug_processing", 0x1A0, 0xE1),
+    ("___slab_alloc", 0xA10, 0x6C3),
+    ("check_object", 0x2C0, 0xD4),
+    ("check_bytes_and_report", 0x140, 0xE9),
+    ("print_trailer", 0x160, 0x10A),
+    ("object_err", 0x60, 0x4D),
+    ("slab_err", 0xE0, 0xB8),
 )
 
 #: Bytes of module text per Python source line (see :func:`addr2line`).

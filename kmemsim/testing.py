@@ -32,11 +32,19 @@ Invariants (after every step; the judged ones right after a scan):
 
 from __future__ import annotations
 
+import random
+import re
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from .errors import KmemsimError, KmemsimValueError, check_int
 from .kernel import Kernel
 from .kmemleak import faults
 from .kmemleak.object import (
@@ -49,7 +57,8 @@ from .strategies import ALLOCATORS, ANNOTATIONS, KernelSpec, Operation, Replayer
 from .truth import Plain, judge
 from .truth.judge import FALSE_NEGATIVE, FALSE_POSITIVE
 
-__all__ = ["KernelMachine", "detector_state", "plainly_reachable"]
+__all__ = ["MISUSE", "DebugKernelSpec", "KernelMachine", "MisuseMachine", "StressReport",
+           "apply_misuse", "check_kernel", "detector_state", "plainly_reachable", "stress_run"]
 
 _pick = st.integers(0, 255)
 
@@ -231,3 +240,381 @@ class KernelMachine(RuleBasedStateMachine):
         now = {s for s, o in live.items() if o.flags & OBJECT_REPORTED}
         assert {s for s in self.reported if s in live} <= now
         self.reported = now
+
+
+# ======================================================================
+# Error injection: a buggy caller's operations mixed into valid ones.
+# ======================================================================
+#: The kinds of misuse :func:`apply_misuse` makes (each names what a buggy caller does).
+MISUSE = ("free_unknown", "free_interior", "double_free", "overlap_register", "write_guard",
+          "write_unmapped", "overflow_write", "write_after_free", "bad_argument")
+
+#: Bad arguments to public calls: each must raise a documented error and change nothing.
+_BAD_CALLS: tuple[Callable[[Kernel], object], ...] = (
+    lambda k: k.kmalloc(-1),
+    lambda k: k.kfree("0"),  # type: ignore[arg-type]
+    lambda k: k.vmalloc(None),  # type: ignore[arg-type]
+    lambda k: k.write("/sys/kernel/debug/kmemleak", "bogus"),
+    lambda k: k.read("/sys/kernel/debug/nope"),
+    lambda k: k.kmemleak.kmemleak_not_leak(None),  # type: ignore[arg-type]
+    lambda k: k.kmemleak.kmemleak_alloc(0x1000, -1, 1),
+    lambda k: k.memory.write(0x10, "x"),  # type: ignore[arg-type]
+    lambda k: k.sleep(-1),
+    lambda k: k.rmmod("no_such_module"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DebugKernelSpec(KernelSpec):
+    """A :class:`~kmemsim.strategies.KernelSpec` with a boot command line
+    (e.g. ``slub_debug`` for red zones, poison, tracking and SLUB's checks).
+
+    >>> DebugKernelSpec(cmdline="slub_debug=FZ").boot().slab.kmalloc_caches[32].red_left_pad
+    32
+    """
+
+    cmdline: str = ""
+
+    def boot(self) -> Kernel:
+        k = Kernel(arch=self.arch, hz=self.hz, ncpus=self.ncpus, cmdline=self.cmdline,
+                   config=None if self.auto_scan else {"CONFIG_DEBUG_KMEMLEAK_AUTO_SCAN": False})
+        if not self.stack_scan:
+            k.write("/sys/kernel/debug/kmemleak", "stack=off")
+        return k
+
+
+def _free_as(runner: Replayer, kind: str, addr: int) -> None:
+    k = runner.k
+    if kind == "percpu":
+        k.free_percpu(addr)
+    elif kind == "vmalloc":
+        k.vfree(addr)
+    elif kind == "kmem_cache":
+        k.kmem_cache_free(runner.cache, addr)
+    else:
+        k.kfree(addr)
+
+
+def apply_misuse(runner: Replayer, freed: list[tuple[int, int, str]], kind: str, a: int,
+                 b: int) -> str | None:
+    """Make one misuse *kind* (from :data:`MISUSE`) on ``runner.k``; *a* and *b* choose
+    the block, the address and the bytes, so the same call on a twin does the same.
+
+    Returns the name of the documented error the kernel answered with (a
+    :class:`~kmemsim.errors.KmemsimError` or ``OSError`` subclass), or ``None``
+    when it answered in the log only.  Any other exception propagates: that is
+    an internal error.  *freed* lists blocks the caller freed (for double frees
+    and writes after free); a block the allocators handed out again is skipped,
+    as is everything a live object of the kernel's own might sit on.
+
+    >>> k = KernelSpec().boot(); r = Replayer(k)
+    >>> r.apply(Operation("alloc", 1, 64))
+    >>> apply_misuse(r, [], "free_interior", 0, 1)
+    'KernelOops'
+    """
+    if kind not in MISUSE:
+        raise KmemsimValueError(f"unknown misuse {kind!r}; known: {', '.join(MISUSE)}")
+    k = runner.k
+    ws = k.arch.word_size
+    try:
+        if kind == "free_unknown":
+            # Addresses no allocator handed out: the top of the vmalloc space, the NULL
+            # page, a kernel static.
+            where = (k.arch.vmalloc_end + 1 - (1 + b % 64) * 4096, 0x1000 + 8 * (b % 512),
+                     k.kernel_data_start + 8 * (b % 64))[a % 3]
+            _free_as(runner, ("kmalloc", "vmalloc", "percpu", "kmem_cache")[b % 4], where)
+        elif kind == "free_interior":
+            if not runner.blocks:
+                return None
+            addr, size, what = runner.pick(a)
+            if size < 2:
+                return None
+            # strictly inside: never one past the end, which is the next object's start
+            _free_as(runner, what, addr + 1 + b % (size - 1))
+        elif kind in ("double_free", "write_after_free"):
+            gone = [f for f in freed if f[0] not in k.truth.blocks]  # not handed out again
+            if not gone:
+                return None
+            addr, size, what = gone[a % len(gone)]
+            if kind == "double_free":
+                _free_as(runner, what, addr)
+            elif what != "percpu":
+                if what == "vmalloc":
+                    k.memory.write(addr + b % size, b"\xee")  # unmapped now: an oops
+                else:
+                    k.memory.write(addr + b % max(1, size), b"\xee")
+        elif kind == "overlap_register":
+            # Rare on purpose: it turns kmemleak off for the rest of the run.
+            live = [blk for blk in runner.blocks if blk[2] != "percpu"]
+            if not live or b % 4:
+                return None
+            addr = live[a % len(live)][0]
+            k.kmemleak.kmemleak_alloc(addr + ws * (b >> 4 & 3), ws, 1)
+        elif kind == "write_guard":
+            vm = [blk for blk in runner.blocks if blk[2] == "vmalloc"]
+            if not vm:
+                return None
+            area = k.vmalloc_allocator.areas[vm[a % len(vm)][0]]
+            k.memory.write(area.addr + area.size + b % 4096, b"\xee")
+        elif kind == "write_unmapped":
+            where = (8 * (b % 512), k.arch.vmalloc_end + 1 - 4096)[a % 2]
+            k.memory.write_word(where, b)
+        elif kind == "overflow_write":
+            # Past what was asked for, but never into a neighbour: into the size class's
+            # slack, or into the red zones when the cache has them.
+            slab = [blk for blk in runner.blocks if blk[2] in ("kmalloc", "kzalloc", "kmem_cache")]
+            if not slab:
+                return None
+            addr, size, _ = slab[a % len(slab)]
+            cache = k.slab.cache_of(addr)
+            assert cache is not None
+            start, end = addr + min(size, cache.object_size), addr + cache.object_size
+            if cache.red_left_pad:
+                start, end = ((addr - cache.red_left_pad, addr), (start, addr + cache.inuse)
+                              )[b % 2]
+            if end > start:
+                k.memory.write(start + (b >> 1) % (end - start), b"\xee")
+        else:  # bad_argument
+            _BAD_CALLS[a % len(_BAD_CALLS)](k)
+    except (KmemsimError, OSError) as exc:
+        return type(exc).__name__
+    return None
+
+
+def check_kernel(k: Kernel) -> None:
+    """The invariants that hold whatever a caller did: allocator and index bookkeeping,
+    and kmemleak either working or cleanly disabled.
+
+    >>> check_kernel(Kernel())
+    """
+    k._check()
+    kl = k.kmemleak
+    if kl.kmemleak_enabled:
+        assert not kl.kmemleak_error
+    else:
+        # Disabled: no scan thread, frees no longer tracked once the cleanup ran, and the
+        # metadata either freed or kept because leaks were found (then readable).
+        assert not kl.scan_thread_running
+        assert kl.next_scan_jiffies is None
+        assert kl.metadata_kept or len(kl) == 0
+        if kl.kmemleak_late_initialized:
+            assert not kl.kmemleak_free_enabled
+
+
+class MisuseMachine(KernelMachine):
+    """:class:`KernelMachine` with a buggy caller: frees of unknown, interior and freed
+    pointers, an overlapping registration, writes to guard pages, unmapped memory,
+    past objects and after free, and bad arguments, mixed into valid operations.
+
+    Each misuse is made on both kernels; both must answer alike, only with
+    documented errors (or log lines), and every invariant of
+    :class:`KernelMachine` plus :func:`check_kernel` must hold after each step.
+    Subclasses may set :attr:`spec` (e.g. a :class:`DebugKernelSpec` with
+    ``cmdline="slub_debug"``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.freed: list[tuple[int, int, str]] = []
+        self.answers: dict[str, int] = {}
+        """How often each documented error answered a misuse (for the curious)."""
+
+    @precondition(lambda self: self.runner.blocks)
+    @rule(i=_pick)
+    def free(self, i: int) -> None:
+        self.freed.append(self.runner.pick(i))
+        self.freed = self.freed[-32:]
+        super().free(i)
+
+    @rule(kind=st.sampled_from(MISUSE), a=st.integers(0, 1 << 16), b=st.integers(0, 1 << 16))
+    def misuse(self, kind: str, a: int, b: int) -> None:
+        ours = apply_misuse(self.runner, self.freed, kind, a, b)
+        with faults.suspended():
+            theirs = apply_misuse(self.twin_runner, self.freed, kind, a, b)
+        assert ours == theirs, (kind, ours, theirs)
+        if ours is not None:
+            self.answers[ours] = self.answers.get(ours, 0) + 1
+        self.just_scanned = False
+        self.mutated = True
+
+    @precondition(lambda self: self.runner.blocks)
+    @rule(a=st.integers(0, 255), chance=st.integers(0, 7))
+    def overlapping_registration(self, a: int, chance: int) -> None:
+        """Register a block twice, now and then (it disables kmemleak for the run)."""
+        if chance == 0:
+            self.misuse("overlap_register", a, 0)
+
+    @invariant()
+    def kernel_is_consistent(self) -> None:
+        check_kernel(self.kernel)
+        check_kernel(self.twin)
+        assert self.kernel.kmemleak.kmemleak_enabled == self.twin.kmemleak.kmemleak_enabled
+
+
+# ======================================================================
+# The long profile: a plain seeded loop (no Hypothesis), for speed.
+# ======================================================================
+#: Relative weights of the operations :func:`stress_run` draws (``misuse`` = one of MISUSE).
+STRESS_WEIGHTS: dict[str, float] = {
+    "alloc": 24, "free": 20, "store": 16, "overwrite": 5, "annotate": 4, "stale": 4,
+    "vm_struct": 2, "sleep": 3, "scan": 0.15, "clear": 0.1, "misuse": 10,
+}
+#: The kernel's answers that are log lines only (counted by :func:`stress_run`).
+_LOGGED = re.compile(r"BUG \S+ \([^)]*\): ([A-Za-z ]+?)(?= 0x|$)|(Trying to vfree\(\) nonexistent)"
+                     r"|kmemleak: (Found object by alias|Cannot insert|Memory pool empty)"
+                     r"|(Wrong slab cache)|(free_percpu of unknown pointer)", re.M)
+_SCAN_FIELDS = ("new_leaks", "unreferenced", "checksum_spared", "too_young", "gray", "white",
+                "black", "words_scanned", "interrupted")
+
+
+@dataclass
+class StressReport:
+    """What :func:`stress_run` did and found (``as_dict()`` is the benchmark's JSON)."""
+
+    ops: int = 0
+    seconds: float = 0.0
+    scans: int = 0
+    boots: int = 0
+    checks: int = 0
+    answers: Counter[str] = field(default_factory=Counter)
+    """Documented errors that answered injected misuse, by type (expected, not findings)."""
+    findings: Counter[str] = field(default_factory=Counter)
+    """Internal errors, failed invariants, documented errors from valid operations."""
+    first: dict[str, str] = field(default_factory=dict)
+    """The first traceback or message of each kind of finding."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"ops": self.ops, "seconds": round(self.seconds, 2), "scans": self.scans,
+                "boots": self.boots, "checks": self.checks,
+                "answers": dict(sorted(self.answers.items())),
+                "findings": dict(sorted(self.findings.items())), "first": self.first}
+
+
+def stress_run(ops: int, seed: int, *, spec: KernelSpec | None = None, check_every: int = 500,
+               max_blocks: int = 300, reboot_after_disable: int = 2000,
+               judge_every: int = 20) -> StressReport:
+    """Run *ops* random operations (valid ones and :data:`MISUSE`) on a fast-engine
+    kernel and a reference-engine twin booted alike, with a ``random.Random(seed)``.
+
+    Every *check_every* operations, and after each scan, the invariants are
+    checked: :func:`check_kernel` on both kernels, equal detector states and
+    scan results (engines agree), and every *judge_every* scans a verdict for
+    every object.  An undocumented exception (an internal error), a failed
+    invariant, or a documented error raised by a *valid* operation is a
+    finding: it is counted, its first traceback kept, and both kernels are
+    booted afresh.  So is a kernel whose kmemleak was disabled (by an
+    overlapping registration) once *reboot_after_disable* operations have run
+    on it.  Deterministic for a given seed (``seconds`` aside).
+
+    >>> r = stress_run(300, seed=1)
+    >>> r.ops, dict(r.findings)
+    (300, {})
+    """
+    check_int_args = {"ops": ops, "seed": seed, "check_every": check_every,
+                      "max_blocks": max_blocks, "reboot_after_disable": reboot_after_disable,
+                      "judge_every": judge_every}
+    for name, value in check_int_args.items():
+        check_int(name, value, minimum=0 if name in ("ops", "seed") else 1)
+    spec = spec or KernelSpec()
+    rng = random.Random(seed)
+    names = list(STRESS_WEIGHTS)
+    weights = list(STRESS_WEIGHTS.values())
+    rep = StressReport()
+    t0 = time.perf_counter()
+
+    def boot() -> tuple[Replayer, Replayer]:
+        rep.boots += 1
+        k, t = spec.boot(), spec.boot()
+        k.kmemleak.default_engine, t.kmemleak.default_engine = "fast", "reference"
+        return Replayer(k), Replayer(t)
+
+    def finding(kind: str, text: str) -> None:
+        rep.findings[kind] += 1
+        rep.first.setdefault(kind, text)
+
+    run, twin = boot()
+    freed: list[tuple[int, int, str]] = []
+    disabled_at: int | None = None
+    for i in range(ops):
+        name = rng.choices(names, weights)[0]
+        if name == "alloc" and len(run.blocks) >= max_blocks:
+            name = "free"
+        a, b, c = rng.getrandbits(16), rng.getrandbits(16), rng.getrandbits(12)
+        try:
+            if name == "misuse":
+                kind = rng.choice(MISUSE)
+                if kind == "overlap_register" and rng.random() > 0.05:
+                    kind = "write_unmapped"  # overlaps end the run's kmemleak: keep them rare
+                ours = apply_misuse(run, freed, kind, a, b)
+                theirs = apply_misuse(twin, freed, kind, a, b)
+                if ours != theirs:
+                    finding("misuse answered differently", f"{kind}: {ours} != {theirs}")
+                if ours is not None:
+                    rep.answers[ours] += 1
+            else:
+                if name == "alloc":
+                    op = Operation("alloc", a % len(ALLOCATORS), 8 + b % 505)
+                elif name == "sleep":
+                    op = Operation("sleep", 1 + a % 7)
+                elif name == "store":
+                    op = Operation("store", a, b, c % 64 | (c >> 6) % 6 << 8)
+                else:
+                    op = Operation(name, a, b, c)
+                if name == "free" and run.blocks:
+                    freed.append(run.pick(a))
+                    del freed[:-32]
+                for r in (run, twin):
+                    try:
+                        r.apply(op)
+                    except (KmemsimError, OSError) as exc:
+                        finding(f"{type(exc).__name__} from valid {name}",
+                                f"op {i} on {'the twin' if r is twin else 'the kernel'}, "
+                                f"boot {rep.boots}: "
+                                + "".join(traceback.format_exception(exc))[-2000:])
+                        raise _Reboot from exc
+                if name == "scan":
+                    rep.scans += 1
+                    ra, rb = run.scans[-1], twin.scans[-1]
+                    for f in _SCAN_FIELDS:
+                        if getattr(ra, f) != getattr(rb, f):
+                            finding("engines disagree", f"{f} after op {i}")
+                            raise _Reboot
+                    if rep.scans % judge_every == 0:
+                        j = judge(run.k)
+                        assert all(o.pointer in j.verdicts
+                                   for o in run.k.kmemleak.object_list.values())
+            if i % check_every == check_every - 1 or name == "scan":
+                rep.checks += 1
+                for r in (run, twin):
+                    check_kernel(r.k)
+                    # keep the log from growing without bound; count what it answered
+                    text = r.k.dmesg(clear=True)
+                    if r is run:
+                        rep.answers.update(f"dmesg: {''.join(m)}" for m in _LOGGED.findall(text))
+                if detector_state(run.k) != detector_state(twin.k):
+                    finding("detector states differ", f"after op {i} ({name})")
+                    raise _Reboot
+                if not run.k.kmemleak.kmemleak_enabled:
+                    disabled_at = i if disabled_at is None else disabled_at
+                    if i - disabled_at >= reboot_after_disable:
+                        raise _Reboot
+        except _Reboot:
+            run, twin = boot()
+            freed, disabled_at = [], None
+        except AssertionError as exc:
+            finding("invariant failed", f"op {i}, boot {rep.boots}: "
+                    + "".join(traceback.format_exception(exc))[-2000:])
+            run, twin = boot()
+            freed, disabled_at = [], None
+        except Exception as exc:  # an internal error: the finding this run hunts for
+            finding(f"internal {type(exc).__name__}", f"op {i}, boot {rep.boots}: "
+                    + "".join(traceback.format_exception(exc))[-2000:])
+            run, twin = boot()
+            freed, disabled_at = [], None
+        rep.ops += 1
+    rep.seconds = time.perf_counter() - t0
+    return rep
+
+
+class _Reboot(Exception):
+    """Start over on fresh kernels (after a finding, or a long-disabled kmemleak)."""

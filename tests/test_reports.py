@@ -473,7 +473,7 @@ def test_scan_area_larger_than_object_warns_and_dumps() -> None:
     assert lines[i:] == _dump(k, p, 64, 0x1)
     obj = k.kmemleak.find(p)
     assert obj is not None
-    assert obj.areas == []  # nothing added
+    assert obj.areas == ()  # nothing added
     _still_works(k)
 
 

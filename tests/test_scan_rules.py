@@ -436,7 +436,7 @@ def test_scan_areas_limit_scanning(k: Kernel) -> None:
     k.store(h3 + 56, f)
     kl.kmemleak_scan_area(h3 + 8, 64)
     assert "Scan area larger than object" in k.dmesg()
-    assert obj(k, h3).areas == []
+    assert obj(k, h3).areas == ()
 
     k.sleep(6)
     reported = reported_in(scans(k, 2))

@@ -2,36 +2,35 @@
 
 Instead of walking the gray list word by word, the engine reads each memory
 region once as a zero-copy ``uint64`` (or ``uint32``) view, keeps the words
-that fall in an address window, finds the object each word lies in (its
+that fall in an address window, finds the range each word lies in (its
 *source*: an object's scanned range or a root range) and the object it points
-into (its *target*), and so turns memory into an edge list.  Colours are
-then a least fixed point over that list, computed round by round:
+into (its *target*), and so turns memory into an edge list sorted the way
+``scan_block`` meets the words.  The object metadata is read once into numpy
+columns (pointer, size, flags, scan areas), so building the ranges and the
+trees' sorted starts needs no Python loop over plain objects.
 
-* a round activates the sources that turned gray in the previous one and adds
-  their edges' targets to the per-object reference counts (``bincount``);
-* an object is gray once its count reaches ``min_count``; references that
-  arrive after that are surplus and, through ``excess_ref``, count for the
-  forwarded target instead (that is how a ``vm_struct`` passes references on
-  to its vmalloc block);
-* the checksum pass grays white objects whose contents changed, and the
-  rounds run again (the kernel's second drain).
+The gray list is then drained over the edge list in the kernel's order (the
+root ranges, then the gray list, first in first out), one Python step per
+edge: each object gets the kernel's ``count`` and each surplus reference the
+kernel's ``excess_ref`` forwarding, which depends on that order.  The
+checksum pass and the second drain follow, as in the kernel.
 
-Final colours and counts do not depend on the gray-list order, so they equal
-the reference scan's.  A few exotic states where the kernel's result *does*
-depend on order (an ``excess_ref`` target that forwards again, a reference
-from a forwarding target back to its forwarder, unaligned objects, overlapping
-scan areas) make :func:`fast_scan` return ``None``, and the caller runs the
-reference scan instead.
+A few exotic states where the edge list is not enough (an ``excess_ref``
+into the middle of an object, overlapping scan areas, unaligned objects
+larger than a chunk) make :func:`fast_scan` return ``None``, and the caller
+runs the reference scan instead.
 
-Complexity: ``O(W + E log E + N)`` for ``W`` words of mapped memory in the
-regions holding sources, ``E`` candidate words and ``N`` objects.
+Complexity: ``O(W + E log(E) + N log(N))`` for ``W`` words of mapped memory
+in the regions holding sources, ``E`` candidate words and ``N`` objects;
+the ``O(N + E)`` drain is the only per-edge Python loop.
 """
 
 from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,7 +45,7 @@ from .object import (
     KmemleakObject,
     color_white,
 )
-from .scan import GrayedBy, RootRange, update_checksum
+from .scan import GrayedBy, GrayedByMap, RootRange, update_checksum
 
 if TYPE_CHECKING:
     from .hooks import Kmemleak
@@ -58,6 +57,11 @@ _NATIVE_LITTLE = sys.byteorder == "little"
 
 
 _Arr = npt.NDArray[Any]
+_POINTER = attrgetter("pointer")
+_SIZE = attrgetter("size")
+_FLAGS = attrgetter("flags")
+_AREAS = attrgetter("areas")
+_EXCESS_REF = attrgetter("excess_ref")
 
 
 class _Fallback(Exception):
@@ -99,11 +103,40 @@ class _FastScanner:
         self.roots = roots
         self.n = len(objs)
         self.ws = self.k.arch.word_size
-        self.index = {o.serial: i for i, o in enumerate(objs)}
+        self._index: dict[int, int] | None = None
+        # Columns of the object metadata, read once: the vectorised phases work on these.
+        n = self.n
+        self.pointer = np.fromiter(map(_POINTER, objs), dtype=U64, count=n)
+        self.size = np.fromiter(map(_SIZE, objs), dtype=U64, count=n)
+        self.flags = np.fromiter(map(_FLAGS, objs), dtype=I64, count=n)
+        self.has_areas = np.fromiter(map(bool, map(_AREAS, objs)), dtype=bool, count=n)
+        if k_tags := self.k.arch.top_byte_tags:
+            self.untagged = self.pointer | U64(0xFF00_0000_0000_0000)
+        else:
+            self.untagged = self.pointer
+        del k_tags
+        f = self.flags
+        # Objects scanned as one plain range of their own memory (most of them).
+        self.plain = ((f & OBJECT_ALLOCATED != 0) & (f & (OBJECT_NO_SCAN | OBJECT_PERCPU
+                                                           | OBJECT_PHYS) == 0)
+                      & (~self.has_areas | (f & OBJECT_FULL_SCAN != 0)))
+
+    @property
+    def index(self) -> dict[int, int]:
+        """``serial`` to position in ``object_list``, built on first use."""
+        if self._index is None:
+            self._index = {o.serial: i for i, o in enumerate(self.objs)}
+        return self._index
 
     # -- sources: what would be read if its owner were gray -----------------
     def sources(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64],
                                npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Every range a gray owner would have read, sorted by start: ``start, end, owner,
+        rank`` (the rank orders an object's ranges as the kernel scans them).
+
+        Plain objects are handled as whole columns; roots, per-CPU and phys
+        objects and objects with scan areas one by one.  ``O(N log(N))``.
+        """
         k, ws = self.k, self.ws
         starts: list[int] = []
         ends: list[int] = []
@@ -115,9 +148,10 @@ class _FastScanner:
             ids.append(-1 - i)
             ranks.append(0)
         untag = k.arch.untag
-        for i, obj in enumerate(self.objs):
-            if obj.flags & OBJECT_NO_SCAN or not obj.flags & OBJECT_ALLOCATED:
-                continue
+        f = self.flags
+        special = (f & OBJECT_ALLOCATED != 0) & (f & OBJECT_NO_SCAN == 0) & ~self.plain
+        for i in np.flatnonzero(special).tolist():
+            obj = self.objs[i]
             if obj.flags & OBJECT_PERCPU:
                 for cpu in k.possible_cpus():
                     s = obj.pointer + k.per_cpu_offset(cpu)
@@ -125,8 +159,8 @@ class _FastScanner:
                     ends.append(s + obj.size)
                     ids.append(i)
                     ranks.append(cpu)
-            elif not obj.areas or obj.flags & OBJECT_FULL_SCAN:
-                s = k.phys_to_virt(obj.pointer) if obj.flags & OBJECT_PHYS else untag(obj.pointer)
+            elif not obj.areas or obj.flags & OBJECT_FULL_SCAN:  # phys
+                s = k.phys_to_virt(obj.pointer)
                 if s % ws and obj.size > 4096:
                     raise _Fallback("unaligned object scanned in chunks")
                 starts.append(s)
@@ -140,18 +174,40 @@ class _FastScanner:
                     ends.append(s + area.size)
                     ids.append(i)
                     ranks.append(rank)
-        order = sorted(range(len(starts)), key=starts.__getitem__)
-        st = _u64([starts[j] for j in order])
-        en = _u64([ends[j] for j in order])
+        plain = np.flatnonzero(self.plain)
+        pst = self.untagged[plain]
+        psz = self.size[plain]
+        if bool(np.any((pst % U64(ws) != 0) & (psz > 4096))):
+            raise _Fallback("unaligned object scanned in chunks")
+        st = np.concatenate((_u64(starts), pst))
+        en = np.concatenate((_u64(ends), pst + psz))
+        owner = np.concatenate((np.array(ids, dtype=I64), plain.astype(I64)))
+        ranked = np.concatenate((np.array(ranks, dtype=I64), np.zeros(len(plain), dtype=I64)))
+        order = np.argsort(st, kind="stable")
+        st, en = st[order], en[order]
         if len(st) > 1 and bool(np.any(st[1:] < en[:-1])):
             raise _Fallback("overlapping scan ranges")
-        return (st, en, np.fromiter((ids[j] for j in order), dtype=I64, count=len(order)),
-                np.fromiter((ranks[j] for j in order), dtype=I64, count=len(order)))
+        return st, en, owner[order], ranked[order]
 
     def targets(self, percpu: bool) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64],
                                              npt.NDArray[np.int64]]:
+        """The tree's objects sorted by start: ``start, end, position in object_list``.
+
+        The tree holds exactly the listed objects of its kind with a non-zero
+        size, so the columns give it without walking the tree; if that ever
+        does not hold, the tree itself is read.  ``O(N log(N))``.
+        """
         kl = self.kl
         tree = kl.object_percpu_tree_root if percpu else kl.object_tree_root
+        kind = (self.flags & OBJECT_PERCPU != 0) if percpu else (
+            self.flags & (OBJECT_PERCPU | OBJECT_PHYS) == 0)
+        members = np.flatnonzero(kind & (self.size > 0))
+        if len(members) == len(tree._by_start):
+            starts = self.untagged[members]
+            order = np.argsort(starts, kind="stable")
+            idx = members[order].astype(I64)
+            starts = starts[order]
+            return starts, starts + self.size[idx], idx
         sd = tree._by_start
         keys = list(sd.keys())
         objs = list(map(sd.__getitem__, keys))  # SortedDict is a dict: C-speed lookups
@@ -162,7 +218,13 @@ class _FastScanner:
         return starts, ends, idx
 
     def collect(self) -> tuple[_Arr, _Arr, _Arr, _Arr, _Arr]:
-        """Every candidate word inside a source range: source, target, address, value, rank."""
+        """Every candidate word inside a source range: source, target, address, value, rank.
+
+        Runtime complexity: ``O(W + C log(S + N))`` for ``W`` words of the
+        regions that source ranges cover, ``C`` words inside kmemleak's address
+        windows, ``S`` source ranges and ``N`` objects (numpy, no Python loop
+        per word).
+        """
         kl, ws = self.kl, self.ws
         src_st, src_en, src_id, src_rank = self.sources()
         vt = self.targets(False)
@@ -214,7 +276,8 @@ class _FastScanner:
         return edges.arrays()
 
     # -- the gray list over the edge list -------------------------------------
-    def run(self, gray0: list[KmemleakObject]) -> tuple[list[int], dict[int, GrayedBy], int]:
+    def run(self, gray0: list[KmemleakObject]
+            ) -> tuple[list[int], Mapping[int, GrayedBy], int]:
         """Drain the gray list exactly as the kernel does, but over precomputed edges.
 
         Edges are ordered by source, then by address, so a source's references
@@ -228,7 +291,9 @@ class _FastScanner:
         src, dst, addr, value, seq = self.collect()
         # excess_ref targets, resolved by exact lookup as the kernel does.
         fwd = [-1] * n
-        for i, o in enumerate(objs):
+        excess = np.fromiter(map(_EXCESS_REF, objs), dtype=U64, count=n)
+        for i in np.flatnonzero(excess).tolist():
+            o = objs[i]
             if o.excess_ref:
                 t = kl.object_tree_root.lookup(k.arch.untag(o.excess_ref))
                 if t is None:
@@ -249,66 +314,75 @@ class _FastScanner:
         count = [0] * n
         min_count = [o.min_count for o in objs]
         gray = [m == 0 for m in min_count]
-        scannable = [not o.flags & OBJECT_NO_SCAN for o in objs]
-        grayed_by: dict[int, GrayedBy] = {}
-        queue: deque[int] = deque(self.index[o.serial] for o in gray0)
-        scanned = [False] * n
-        roots = self.roots
-
-        def update_refs(t: int, e: int, s: int) -> None:
-            if gray[t] or min_count[t] < 0:
-                return  # not white: gray already, or black
-            count[t] += 1
-            if count[t] >= min_count[t]:
-                gray[t] = True
-                holder = objs[s].pointer if s >= 0 else None
-                root = roots[-1 - s].kind if s < 0 else None
-                grayed_by[objs[t].pointer] = GrayedBy(addr_l[e], value_l[e], holder, root)
-                queue.append(t)
-
-        def scan_source(s: int, r: int) -> None:
-            for e in range(ptr[r], ptr[r + 1]):
-                t = dst_l[e]
-                if gray[t] and min_count[t] >= 0:
-                    f = fwd[t]  # saturated: only the surplus is forwarded
-                    if f >= 0 and f != s:
-                        update_refs(f, e, s)
-                else:
-                    update_refs(t, e, s)
+        scannable = (self.flags & OBJECT_NO_SCAN == 0).tolist()
+        pointers = self.pointer.tolist()
+        grayed: dict[int, tuple[int, int, int]] = {}  # pointer -> (address, value, source)
+        first = [i for i, m in enumerate(min_count) if m == 0]
+        if len(first) != len(gray0):  # whiten's gray list is exactly min_count 0
+            first = [self.index[o.serial] for o in gray0]
+        # The queue holds rows: the root ranges first (scanned before the gray list), then
+        # the initial gray list, then whatever turns gray, in order: the kernel's order.
+        queue: deque[int] = deque(range(nroots))
+        queue.extend(nroots + j for j in first)
+        scannable = [True] * nroots + scannable
+        scanned = [False] * (nroots + n)
 
         def drain() -> None:
+            popleft, append = queue.popleft, queue.append
             while queue:
-                j = queue.popleft()
-                if scannable[j] and not scanned[j]:
-                    scanned[j] = True
-                    scan_source(j, nroots + j)
+                r = popleft()
+                if scanned[r] or not scannable[r]:
+                    continue
+                scanned[r] = True
+                s = r - nroots if r >= nroots else -1 - r
+                # update_refs inlined: this loop runs once per edge
+                for e in range(ptr[r], ptr[r + 1]):
+                    t = dst_l[e]
+                    if gray[t]:
+                        t = fwd[t]  # saturated: only the surplus is forwarded
+                        if t < 0 or t == s or gray[t]:
+                            continue
+                    mc = min_count[t]
+                    if mc < 0:
+                        continue  # black
+                    c = count[t] = count[t] + 1
+                    if c >= mc:
+                        gray[t] = True
+                        grayed[pointers[t]] = (addr_l[e], value_l[e], s)
+                        append(nroots + t)
 
-        for i in range(nroots):
-            scan_source(-1 - i, i)
         drain()
         # the checksum pass, in object_list order, then the second drain
         spared: list[int] = []
-        for i, obj in enumerate(objs):
-            if gray[i] or min_count[i] < 0:
-                continue
+        white = np.flatnonzero(~np.array(gray, dtype=bool) & (np.array(min_count) >= 0))
+        for i in white.tolist():
+            obj = objs[i]
             obj.count = count[i]
             if color_white(obj) and obj.flags & OBJECT_ALLOCATED and update_checksum(kl, obj):
                 spared.append(i)
                 count[i] = min_count[i]
                 gray[i] = True
-                queue.append(i)
+                queue.append(nroots + i)
         drain()
-        for i, obj in enumerate(objs):
-            obj.count = count[i]
-        return spared, grayed_by, self._words_read(scanned)
+        for obj, c in zip(objs, count, strict=True):
+            obj.count = c
+        grayed_by = GrayedByMap(grayed, pointers, [r.kind for r in self.roots])
+        return spared, grayed_by, self._words_read(scanned[nroots:])
 
     def _words_read(self, scanned: list[bool]) -> int:
-        """How many aligned words the reference scan would have read."""
+        """How many aligned words the reference scan would have read.  ``O(N)``."""
         k, ws = self.k, self.ws
         total = 0
         for r in self.roots:
             total += _aligned_words(r.start, r.end, ws)
-        for i in (j for j, done in enumerate(scanned) if done):
+        done = np.array(scanned, dtype=bool)
+        plain = done & self.plain
+        st = self.pointer[plain]
+        first = (st + U64(ws - 1)) & ~U64(ws - 1)
+        end = st + self.size[plain]
+        fits = end >= first + U64(ws)
+        total += int(((end[fits] - first[fits]) // U64(ws)).sum())
+        for i in np.flatnonzero(done & ~self.plain).tolist():
             obj = self.objs[i]
             if obj.flags & OBJECT_PERCPU:
                 total += _aligned_words(0, obj.size, ws) * len(k.possible_cpus())
@@ -326,7 +400,7 @@ def _aligned_words(start: int, end: int, ws: int) -> int:
 
 
 def fast_scan(kl: Kmemleak, gray0: list[KmemleakObject], roots: list[RootRange]
-              ) -> tuple[list[int], dict[int, GrayedBy], int] | None:
+              ) -> tuple[list[int], Mapping[int, GrayedBy], int] | None:
     """Colour every object (already whitened) as the kernel's scan would; ``None``: use the
     reference walk.
 

@@ -20,11 +20,11 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import KmemsimValueError, check_int
+from ..errors import KmemsimTypeError, KmemsimValueError, check_int
 from . import faults
 from .index import ObjectTree
 from .object import (
@@ -115,8 +115,22 @@ class ObjectRecord:
                 f"pid {self.pid}, jiffies {self.jiffies}")
 
 
-def _is_err_or_null(ptr: int, word_mask: int) -> bool:
+def _is_err_or_null(ptr: int, word_mask: int, name: str = "ptr") -> bool:
+    if type(ptr) is not int or not 0 <= ptr <= word_mask:
+        # A caller's mistake (not a pointer at all): a typed error naming the argument.
+        check_int(name, ptr, minimum=0, maximum=word_mask)
     return ptr == 0 or ptr >= (word_mask - MAX_ERRNO + 1)
+
+
+def _check_obj(obj: object) -> None:
+    if not isinstance(obj, KmemleakObject):
+        raise KmemsimTypeError(f"obj must be a KmemleakObject (from Kmemleak.find), not "
+                               f"{type(obj).__name__}")
+
+
+def _check_size(name: str, value: int, minimum: int = 0) -> None:
+    if type(value) is not int or value < minimum:
+        check_int(name, value, minimum=minimum)
 
 
 class Kmemleak:
@@ -295,22 +309,68 @@ class Kmemleak:
         self._mem_pool_free(obj)
 
     # ----------------------------------------------------------- the API (4.1)
-    def _tracking(self, ptr: int) -> bool:
-        return self.kmemleak_enabled and not _is_err_or_null(ptr, self._word_mask)
+    def _tracking(self, ptr: int, name: str = "ptr") -> bool:
+        return not _is_err_or_null(ptr, self._word_mask, name) and self.kmemleak_enabled
 
     def kmemleak_alloc(self, ptr: int, size: int, min_count: int) -> None:
         """Register a block: a virtual-tree object, count 0, checksum 0."""
+        _check_size("size", size)
+        _check_size("min_count", min_count, -1)
         if self._tracking(ptr):
             self.create_object(ptr, size, min_count)
 
+    def kmemleak_alloc_bulk(self, ptrs: Sequence[int], sizes: Sequence[int],
+                            min_count: int) -> None:
+        """``kmemleak_alloc(ptrs[i], sizes[i], min_count)`` for each *i*, in order, all from
+        the current context.
+
+        The objects, serials, traces, windows and metadata charges are those of
+        one call per pointer; only the tree work is batched.  Whenever the batch
+        could take a path that one-by-one calls take differently (an overlap, the
+        metadata pool, early boot), it simply makes the calls one by one.
+        Runtime complexity: ``O(m log(m))`` for *m* pointers (see
+        :meth:`ObjectTree.insert_many`).
+        """
+        if not self.kmemleak_enabled:
+            return
+        mask = self._word_mask
+        pairs = [(p, n) for p, n in zip(ptrs, sizes, strict=True) if not _is_err_or_null(p, mask)]
+        safe = (self.kmemleak_initialized and all(n > 0 for _, n in pairs) and
+                self.k.metadata_fits(SIZEOF_KMEMLEAK_OBJECT, len(pairs)))
+        if not safe:
+            for p, n in pairs:
+                self.kmemleak_alloc(p, n, min_count)
+            return
+        pid, comm = self.k.current_task()
+        comm = comm[:15]
+        trace = self.k.save_stack_trace()
+        jiffies = self.k.jiffies & mask
+        first = self._serial + 1
+        objs = [KmemleakObject(p, n, min_count, serial=first + i, flags=OBJECT_ALLOCATED,
+                               jiffies=jiffies, pid=pid, comm=comm, trace=trace)
+                for i, (p, n) in enumerate(pairs)]
+        starts = [self._untag(p) for p, _ in pairs]
+        if not objs or not self.object_tree_root.insert_many(objs, starts):
+            for p, n in pairs:
+                self.kmemleak_alloc(p, n, min_count)
+            return
+        self._serial += len(objs)
+        for _ in objs:
+            self.k.metadata_alloc(SIZEOF_KMEMLEAK_OBJECT)
+        self.min_addr = min(self.min_addr, min(starts))
+        self.max_addr = max(self.max_addr, max(s + o.size for s, o in zip(starts, objs, strict=True)))
+        self.object_list.update((o.serial, o) for o in objs)
+
     def kmemleak_alloc_percpu(self, ptr: int, size: int) -> None:
         """One per-CPU-tree object for a per-CPU cookie, min_count 1 (newest kernels)."""
+        _check_size("size", size)
         if self._tracking(ptr):
             self.create_object(ptr, size, 1, OBJECT_PERCPU)
 
     def kmemleak_alloc_phys(self, phys: int, size: int) -> None:
         """A phys-tree object with min_count 0: a root, never found by scanning."""
-        if self._tracking(phys):
+        _check_size("size", size)
+        if self._tracking(phys, "phys"):
             self.create_object(phys, size, KMEMLEAK_GREY, OBJECT_PHYS)
 
     def kmemleak_vmalloc(self, area: int, addr: int, size: int) -> None:
@@ -318,6 +378,9 @@ class Kmemleak:
 
         *area* is the address of the ``vm_struct``, *addr* its ``addr`` field.
         """
+        _is_err_or_null(area, self._word_mask, "area")
+        _is_err_or_null(addr, self._word_mask, "addr")
+        _check_size("size", size)
         if self.kmemleak_enabled:
             self.create_object(addr, size, 2)
             self.object_set_excess_ref(area, addr)
@@ -339,11 +402,11 @@ class Kmemleak:
 
     def kmemleak_free(self, ptr: int) -> None:
         """Exact lookup; remove the object.  Unknown pointers are silent."""
-        if self.kmemleak_free_enabled and not _is_err_or_null(ptr, self._word_mask):
+        if not _is_err_or_null(ptr, self._word_mask) and self.kmemleak_free_enabled:
             self._delete_object_full(ptr, 0)
 
     def kmemleak_free_percpu(self, ptr: int) -> None:
-        if self.kmemleak_free_enabled and not _is_err_or_null(ptr, self._word_mask):
+        if not _is_err_or_null(ptr, self._word_mask) and self.kmemleak_free_enabled:
             self._delete_object_full(ptr, OBJECT_PERCPU)
 
     def _delete_object_part(self, ptr: int, size: int, objflags: int) -> None:
@@ -361,11 +424,13 @@ class Kmemleak:
 
     def kmemleak_free_part(self, ptr: int, size: int) -> None:
         """Alias lookup; replace the object by what is left on either side."""
-        if self.kmemleak_free_enabled and not _is_err_or_null(ptr, self._word_mask):
+        _check_size("size", size)
+        if not _is_err_or_null(ptr, self._word_mask) and self.kmemleak_free_enabled:
             self._delete_object_part(ptr, size, 0)
 
     def kmemleak_free_part_phys(self, phys: int, size: int) -> None:
-        if self.kmemleak_free_enabled and not _is_err_or_null(phys, self._word_mask):
+        _check_size("size", size)
+        if not _is_err_or_null(phys, self._word_mask, "phys") and self.kmemleak_free_enabled:
             self._delete_object_part(phys, size, OBJECT_PHYS)
 
     def _paint_ptr(self, ptr: int, color: int, objflags: int) -> None:
@@ -391,7 +456,7 @@ class Kmemleak:
             self._paint_ptr(ptr, KMEMLEAK_BLACK, OBJECT_PERCPU)
 
     def kmemleak_ignore_phys(self, phys: int) -> None:
-        if self._tracking(phys):
+        if self._tracking(phys, "phys"):
             self._paint_ptr(phys, KMEMLEAK_BLACK, OBJECT_PHYS)
 
     def kmemleak_no_scan(self, ptr: int) -> None:
@@ -431,6 +496,7 @@ class Kmemleak:
         ``size=SIZE_MAX`` (-1) means "from *ptr* to the end of the object".
         Areas are prepended, so the most recent is scanned first.
         """
+        _check_size("size", size, SIZE_MAX)
         if not self._tracking(ptr) or size == 0:
             return
         obj = self._lookup_object(ptr, True)
@@ -450,18 +516,20 @@ class Kmemleak:
             self.warn(f"Scan area larger than object 0x{ptr:08x}")
             self.dump_object_info(obj)
             return
-        obj.areas.insert(0, ScanArea(ptr, size))
+        obj.areas = (ScanArea(ptr, size), *obj.areas)  # list_add: at the head
 
     # ------------------------------------------------------------ reporting
     def dump_object_info(self, obj: KmemleakObject) -> None:
         """Print ``dump_object_info`` (spec 7.6) to the kernel log."""
         from .report import dump_object_info_lines
 
+        _check_obj(obj)
         for line in dump_object_info_lines(obj, self.k.symbolize):
             self.k.printk(line)
 
     def unreferenced_object(self, obj: KmemleakObject) -> bool:
         """White, still allocated, and older than the minimum age at the last scan's start."""
+        _check_obj(obj)
         return (
             color_white(obj)
             and bool(obj.flags & OBJECT_ALLOCATED)
@@ -621,11 +689,14 @@ class Kmemleak:
         """``verbose``: the record goes to the log with ``pr_warn`` (and the prefix)."""
         from .report import record_lines
 
+        _check_obj(obj)
         for line in record_lines(self, obj):
             self.k.printk(f"kmemleak: {line}")
 
     # -------------------------------------------------------- introspection
     def record(self, obj: KmemleakObject) -> ObjectRecord:
+        """An :class:`ObjectRecord` snapshot of *obj*."""
+        _check_obj(obj)
         tree = "phys" if obj.flags & OBJECT_PHYS else (
             "percpu" if obj.flags & OBJECT_PERCPU else "virtual")
         return ObjectRecord(

@@ -21,9 +21,11 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 
 from sortedcontainers import SortedDict
 
+from .._sorted import ceil_key, floor_key
 from .object import KmemleakObject
 
 
@@ -58,17 +60,40 @@ class ObjectTree:
             return None
         end = start + obj.size
         sd = self._by_start
-        i = sd.bisect_right(start)
-        if i > 0:
-            pstart, prev = sd.peekitem(i - 1)
-            if pstart + prev.size > start:
-                return prev  # type: ignore[no-any-return]
-        if i < len(sd):
-            nstart, nxt = sd.peekitem(i)
-            if nstart < end:
-                return nxt  # type: ignore[no-any-return]
+        pstart = floor_key(sd, start)
+        if pstart is not None and pstart + sd[pstart].size > start:
+            return sd[pstart]  # type: ignore[no-any-return]
+        nstart = ceil_key(sd, start + 1)
+        if nstart is not None and nstart < end:
+            return sd[nstart]  # type: ignore[no-any-return]
         sd[start] = obj
         return None
+
+    def insert_many(self, objs: list[KmemleakObject], starts: list[int]) -> bool:
+        """Insert every object (all of size > 0) at its start, or none if any would overlap.
+
+        The answer is the same as inserting them one by one when that raises no
+        overlap; on ``False`` the caller inserts one by one to get the kernel's
+        warnings in order.  Runtime complexity: ``O(m log(m) + log(n))`` for *m*
+        new objects whose span holds few existing ones, ``O((n + m) log(n + m))``
+        at worst (a rebuild when *m* is large).
+        """
+        if not objs:
+            return True
+        pairs = sorted(zip(starts, objs, strict=True), key=lambda p: p[0])
+        lo, hi = pairs[0][0], pairs[-1][0] + pairs[-1][1].size
+        sd = self._by_start
+        # Existing neighbours: the predecessor of the span and everything inside it.
+        near = list(sd.irange(lo, hi, inclusive=(True, False)))
+        before = floor_key(sd, lo - 1)
+        if before is not None:
+            near.append(before)
+        merged = sorted([(s, sd[s].size) for s in near] + [(s, o.size) for s, o in pairs])
+        for (s0, n0), (s1, _) in pairwise(merged):
+            if s0 + n0 > s1:
+                return False
+        sd.update(pairs)
+        return True
 
     def remove(self, obj: KmemleakObject, start: int) -> None:
         """Take *obj* (inserted at untagged *start*) out of the tree.  ``O(log(n))``."""
@@ -83,13 +108,12 @@ class ObjectTree:
         The caller decides what an interior hit means (the alias rule).
         Runtime complexity: ``O(log(n))``.
         """
-        sd = self._by_start
-        i = sd.bisect_right(addr) - 1
-        if i < 0:
+        start = floor_key(self._by_start, addr)
+        if start is None:
             return None
-        start, obj = sd.peekitem(i)
+        obj: KmemleakObject = self._by_start[start]
         if addr < start + obj.size:
-            return obj  # type: ignore[no-any-return]
+            return obj
         return None
 
     def _check(self) -> None:

@@ -131,7 +131,8 @@ class KmemleakObject:
         self.pid = pid
         self.comm = comm
         self.trace = trace
-        self.areas: list[ScanArea] = []
+        # a tuple, most recent first: most objects have none, and () is shared
+        self.areas: tuple[ScanArea, ...] = ()
         self.serial = serial
 
     @property

@@ -42,6 +42,7 @@ class PerCpuAllocator:
         self.unit_size = PERCPU_UNIT_SIZE
         self.cookie_base = k.arch.percpu_cookie_base
         self.static_size = PERCPU_STATIC_SIZE
+        self._static_sections: list[tuple[int, int]] | None = None
         self.static_used = 0
         self._free: list[tuple[int, int]] = [(PERCPU_STATIC_SIZE, PERCPU_UNIT_SIZE)]
         self.allocated: dict[int, int] = {}  # cookie -> size
@@ -57,9 +58,15 @@ class PerCpuAllocator:
         return cookie + self.per_cpu_offset(cpu)
 
     def static_sections(self) -> list[tuple[int, int]]:
-        return [(self.cookie_base + self.per_cpu_offset(c),
+        """Each CPU's copy of the static per-CPU section, ``(start, end)``, CPU 0 first."""
+        # Fixed at boot, and asked for on every store (is the slot a root?): computed once.
+        sections = self._static_sections
+        if sections is None:
+            sections = self._static_sections = [
+                (self.cookie_base + self.per_cpu_offset(c),
                  self.cookie_base + self.static_size + self.per_cpu_offset(c))
                 for c in range(self.k.ncpus)]
+        return list(sections)
 
     def define_static(self, size: int) -> int:
         """Reserve *size* bytes of the static section (a ``DEFINE_PER_CPU``); return the cookie."""

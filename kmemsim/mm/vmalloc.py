@@ -195,9 +195,13 @@ class VmallocAllocator:
         k.kmemleak.kmemleak_free(addr)
         area = self.areas.pop(addr, None)
         if area is None:
-            k.warn(f"Trying to vfree() nonexistent vm area ({addr:#018x})"
-                   if k.arch.word_size == 8 else
-                   f"Trying to vfree() nonexistent vm area ({addr:#010x})")
+            # WARN(1, KERN_ERR "Trying to vfree() nonexistent vm area (%p)\n", addr):
+            # %p prints the pointer hashed, zero-padded to a word, without 0x.
+            k.warn("------------[ cut here ]------------")
+            k.warn(f"Trying to vfree() nonexistent vm area "
+                   f"({k.hash_pointer(addr):0{2 * k.arch.word_size}x})")
+            k.warn(f"WARNING: CPU: 0 PID: {k.current.pid} at mm/vmalloc.c:3387 "
+                   f"vfree+0x10b/0x1e0")
             return
         k.truth.on_free(addr)
         region = k.memory.unmap(addr)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedDict
 
+from .._sorted import ceil_key, floor_key
 from .encodings import Encoding
 
 if TYPE_CHECKING:
@@ -107,6 +108,13 @@ class Truth:
         if base:
             self.blocks[base] = Block(base, size, kind, cache)
 
+    def on_alloc_many(self, entries: Iterable[tuple[int, int, str, str]]) -> None:
+        """:meth:`on_alloc` for each ``(base, size, kind, cache)`` (a bulk allocation).
+
+        Runtime complexity: ``O(m log(n + m))``.
+        """
+        self.blocks.update((b, Block(b, n, kind, cache)) for b, n, kind, cache in entries if b)
+
     def on_alloc_percpu(self, cookie: int, size: int) -> None:
         self.on_alloc(cookie, size, "percpu")
         for cpu in self.k.possible_cpus():
@@ -123,7 +131,7 @@ class Truth:
                 self._remove_range(copy, copy + block.size, "holder freed")
         else:
             self._remove_range(block.base, block.end, "holder freed")
-        for slot in list(self._by_target.get(base, ())):
+        for slot in sorted(self._by_target.get(base, ())):  # sorted: sets restore unordered
             self._remove(slot, "target freed")
 
     def on_free_part(self, start: int, size: int) -> None:
@@ -140,13 +148,13 @@ class Truth:
             self.blocks[end] = Block(end, block.end - end, block.kind, block.cache)
         # Edges into the freed range end; those into (or held by) the part after it now
         # belong to the block that starts at ``end``.
-        for slot in list(self._by_target.get(block.base, ())):
+        for slot in sorted(self._by_target.get(block.base, ())):
             edge = self.edges[slot]
             if start <= edge.target < end:
                 self._remove(slot, "target freed")
             elif edge.target >= end:
                 self._rekey(slot, replace(edge, target_base=end))
-        for slot in list(self._by_holder.get(block.base, ())):
+        for slot in sorted(self._by_holder.get(block.base, ())):
             if slot >= end:
                 self._rekey(slot, replace(self.edges[slot], holder=end))
 
@@ -161,10 +169,9 @@ class Truth:
 
     def block_at(self, addr: int) -> Block | None:
         """The live block containing *addr*.  ``O(log(n))``."""
-        sd = self.blocks
-        i = sd.bisect_right(addr) - 1
-        if i >= 0:
-            block: Block = sd.peekitem(i)[1]
+        base = floor_key(self.blocks, addr)
+        if base is not None:
+            block: Block = self.blocks[base]
             if addr < block.end:
                 return block
         return None
@@ -174,10 +181,9 @@ class Truth:
         block = self.block_at(addr)
         if block is not None and block.kind != "percpu":
             return block
-        pc = self.percpu_copies
-        i = pc.bisect_right(addr) - 1
-        if i >= 0:
-            start, (cookie, size) = pc.peekitem(i)
+        start = floor_key(self.percpu_copies, addr)
+        if start is not None:
+            cookie, size = self.percpu_copies[start]
             if addr < start + size:
                 return self.blocks.get(cookie)  # type: ignore[no-any-return]
         return None
@@ -204,12 +210,17 @@ class Truth:
 
     # -------------------------------------------------------------- edges
     def add_edge(self, slot: int, target: int, encoding: Encoding,
-                 pieces: list[tuple[int, bytes]]) -> Edge | None:
-        """Record the edge ``slot -> target`` (after its bytes were written)."""
+                 pieces: list[tuple[int, bytes]], target_block: Block | None = None
+                 ) -> Edge | None:
+        """Record the edge ``slot -> target`` (after its bytes were written).
+
+        *target_block*, when the caller has already looked it up, is the live
+        block containing *target*.
+        """
         # A new value for the slot ends what it held, even where the new bytes do not
         # cover the old ones (an unaligned or split pointer stored over another layout).
         self._remove(slot, "overwritten")
-        tb = self.block_at(target)
+        tb = target_block if target_block is not None else self.block_at(target)
         if tb is None:
             return None  # a pointer to something that is not an allocation
         root = self.root_of(slot)
@@ -247,7 +258,10 @@ class Truth:
         if not self._pieces:
             return
         pieces = self._pieces
-        hits = {pieces[a][0] for a in pieces.irange(start - self._max_piece + 1, end - 1)
+        first = ceil_key(pieces, start - self._max_piece + 1)
+        if first is None or first >= end:
+            return  # no piece starts close enough to overlap (the common case)
+        hits = {pieces[a][0] for a in pieces.irange(first, end - 1)
                 if a + pieces[a][1] > start}
         for slot in hits:
             self._remove(slot, reason)

@@ -39,6 +39,8 @@ def bundled_module(name: str) -> type[Module]:
 
 def load_module_file(path: Path) -> type[Module]:
     """Import a Python file and return the one :class:`Module` subclass it defines."""
+    if path.is_dir():
+        raise IsADirectoryError(21, f"could not load module {path}: Is a directory")
     if not path.is_file():
         raise FileNotFoundError(2, f"could not load module {path}: No such file or directory")
     modname = f"kmemsim_usermod_{path.stem}_{abs(hash(str(path.resolve())))}"
