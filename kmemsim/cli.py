@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--echo", action="store_true",
                    help="scripted mode: print each command after the prompt (a transcript)")
     s.add_argument("--lesson", action="store_true", help="run the bundled lesson and exit")
+    from .experiments.cli import add_sweep_arguments
+
+    add_sweep_arguments(sub.add_parser(
+        "sweep", allow_abbrev=False, help="run a built-in experiment (false-positive/negative rates) over its grid",
+        description="Run a built-in experiment; --PARAM VALUE[,VALUE...] replaces one axis "
+                    "of its parameter grid (kmemsim sweep --list shows them)."))
     return p
 
 
@@ -104,7 +110,10 @@ def run_gallery(name: str | None, arch: str | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``kmemsim``; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)  # sweep takes --PARAM VALUE pairs
+    if extra and args.command != "sweep":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "demo":
             from .demo import run_demo
@@ -118,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return shell_main(args.commands, arch=args.arch, cmdline=args.cmdline,
                               speed=args.speed, echo=args.echo, lesson=args.lesson)
+        if args.command == "sweep":
+            from .experiments.cli import run_sweep_command
+
+            return run_sweep_command(args, extra, argv)
     except KmemsimError as exc:
         print(f"kmemsim: {exc}", file=sys.stderr)
         return 1
