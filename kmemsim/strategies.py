@@ -467,6 +467,18 @@ class Replayer:
         """Live blocks: ``(address, size, allocator)`` in allocation order."""
         self.scans: list[ScanResult] = []
 
+    def free_as(self, kind: str, addr: int) -> None:
+        """Free *addr* with the call that matches how a block of *kind* was allocated."""
+        k = self.k
+        if kind == "percpu":
+            k.free_percpu(addr)
+        elif kind == "vmalloc":
+            k.vfree(addr)
+        elif kind == "kmem_cache":
+            k.kmem_cache_free(self.cache, addr)
+        else:
+            k.kfree(addr)
+
     def pick(self, i: int) -> tuple[int, int, str]:
         return self.blocks[i % len(self.blocks)]
 
@@ -503,14 +515,7 @@ class Replayer:
         elif name == "free":
             addr, _, kind = blk = self.pick(a)
             self.blocks.remove(blk)
-            if kind == "percpu":
-                k.free_percpu(addr)
-            elif kind == "vmalloc":
-                k.vfree(addr)
-            elif kind == "kmem_cache":
-                k.kmem_cache_free(self.cache, addr)
-            else:
-                k.kfree(addr)
+            self.free_as(kind, addr)
         elif name == "store":
             target = self.pick(a)[0]
             k.store(self.slot(b, c), target, encoding=ENCODING_CHOICES[(c >> 8) % 6])

@@ -283,18 +283,6 @@ class DebugKernelSpec(KernelSpec):
         return k
 
 
-def _free_as(runner: Replayer, kind: str, addr: int) -> None:
-    k = runner.k
-    if kind == "percpu":
-        k.free_percpu(addr)
-    elif kind == "vmalloc":
-        k.vfree(addr)
-    elif kind == "kmem_cache":
-        k.kmem_cache_free(runner.cache, addr)
-    else:
-        k.kfree(addr)
-
-
 def apply_misuse(runner: Replayer, freed: list[tuple[int, int, str]], kind: str, a: int,
                  b: int) -> str | None:
     """Make one misuse *kind* (from :data:`MISUSE`) on ``runner.k``; *a* and *b* choose
@@ -322,7 +310,7 @@ def apply_misuse(runner: Replayer, freed: list[tuple[int, int, str]], kind: str,
             # page, a kernel static.
             where = (k.arch.vmalloc_end + 1 - (1 + b % 64) * 4096, 0x1000 + 8 * (b % 512),
                      k.kernel_data_start + 8 * (b % 64))[a % 3]
-            _free_as(runner, ("kmalloc", "vmalloc", "percpu", "kmem_cache")[b % 4], where)
+            runner.free_as(("kmalloc", "vmalloc", "percpu", "kmem_cache")[b % 4], where)
         elif kind == "free_interior":
             if not runner.blocks:
                 return None
@@ -330,14 +318,14 @@ def apply_misuse(runner: Replayer, freed: list[tuple[int, int, str]], kind: str,
             if size < 2:
                 return None
             # strictly inside: never one past the end, which is the next object's start
-            _free_as(runner, what, addr + 1 + b % (size - 1))
+            runner.free_as(what, addr + 1 + b % (size - 1))
         elif kind in ("double_free", "write_after_free"):
             gone = [f for f in freed if f[0] not in k.truth.blocks]  # not handed out again
             if not gone:
                 return None
             addr, size, what = gone[a % len(gone)]
             if kind == "double_free":
-                _free_as(runner, what, addr)
+                runner.free_as(what, addr)
             elif what != "percpu":
                 if what == "vmalloc":
                     k.memory.write(addr + b % size, b"\xee")  # unmapped now: an oops
