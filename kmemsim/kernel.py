@@ -252,7 +252,8 @@ class Kernel:
         self.truth = Truth(self)
         """The ground truth: what the program meant (see :mod:`kmemsim.truth`)."""
         self.memory = AddressSpace(self.arch, on_fault=self._record_fault,
-                                   on_write=self.truth.on_write)
+                                   on_write=self.truth.on_write,
+                                   on_write_words=self.truth.on_write_words)
         self.symbols = KernelSymbols(self.arch)
         self.module_layouts: list[ModuleLayout] = []
         self.modules: dict[str, LoadedModule] = {}
@@ -1042,11 +1043,7 @@ class Kernel:
                 self.store(slot, target)
             return
         self.memory.write_words(slots, targets)
-        truth = self.truth
-        for slot, target in zip(slots, targets, strict=True):
-            block = truth.block_at(target)
-            enc = self._bound_plain(block.size if block is not None else 0)
-            truth.add_edge(slot, target, enc, enc.writes(target, slot), block)
+        self.truth.add_plain_edges(slots, targets, self._bound_plain)
 
     def _bound_plain(self, size: int) -> Encoding:
         """``Plain().bind(arch, size)``: all alike per size, so each size is bound once."""

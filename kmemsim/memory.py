@@ -58,10 +58,13 @@ class AddressSpace:
     """
 
     def __init__(self, arch: Arch, on_fault: Callable[[PageFault], None] | None = None,
-                 on_write: Callable[[int, int], None] | None = None) -> None:
+                 on_write: Callable[[int, int], None] | None = None,
+                 on_write_words: Callable[[Sequence[int]], None] | None = None) -> None:
         self.arch = arch
         self._on_write = on_write
         """Told of every write (``addr, length``): the ground truth ends overwritten edges."""
+        self._on_write_words = on_write_words
+        """Told of a :meth:`write_words` batch at once (else *on_write* hears each word)."""
         self._starts: list[int] = []
         self._regions: list[Region] = []
         self._on_fault = on_fault
@@ -263,7 +266,9 @@ class AddressSpace:
             view = np.frombuffer(r.data, dtype=dtype, count=len(r.data) // ws)
             view[((a[sel] - np.uint64(r.start)) // np.uint64(ws)).astype(np.int64)] = v[sel]
             del view  # no export may outlive the call: regions can be resized
-        if self._on_write is not None:
+        if self._on_write_words is not None:
+            self._on_write_words(addrs)
+        elif self._on_write is not None:
             for addr in addrs:
                 self._on_write(addr, ws)
 

@@ -155,3 +155,40 @@ def test_bulk_edge_cases() -> None:
     big = k.kmalloc_bulk([100_000])[0]          # above the caches: kmalloc_large
     assert k.kmemleak.find(big).size == 100_000
     k.store_many([], [])
+
+
+@settings(max_examples=30)
+@given(picks=st.lists(st.tuples(st.integers(0, 1 << 12), st.integers(0, (1 << 32) - 1)),
+                      min_size=1, max_size=80),
+       arch=st.sampled_from(["x86_64", "i386"]))
+def test_write_words_equals_write_word_loop(picks: list[tuple[int, int]], arch: str) -> None:
+    """Data words written in one batch end exactly the edges they overwrite, in order."""
+    outs = []
+    for bulk in (False, True):
+        k = Kernel(arch=arch, seed=7)
+        ws = k.arch.word_size
+        objs = k.kmalloc_bulk([64] * 32)
+        for i, p in enumerate(objs):                    # edges everywhere, some unaligned
+            k.store(p + ws * (i % 4), objs[(i * 5) % 32])
+        addrs = list(dict.fromkeys(objs[a % 32] + ws * (a // 32 % (64 // ws)) for a, _ in picks))
+        values = [v for _, v in picks][:len(addrs)]
+        if bulk:
+            k.memory.write_words(addrs, values)
+        else:
+            for a, v in zip(addrs, values, strict=True):
+                k.memory.write_word(a, v)
+        outs.append(([bytes(r.data) for r in k.memory.regions()], list(k.truth.edges),
+                     list(k.truth.history.items())))
+    assert outs[0] == outs[1]
+
+
+def test_write_words_refuses_bad_batches_and_writes_nothing() -> None:
+    k = Kernel(seed=0)
+    p = k.kmalloc(64)
+    before = k.memory.read(p, 64)
+    for addrs, values, match in (([p, p], [1, 2], "distinct"), ([p + 1], [1], "aligned"),
+                                 ([p, 0x10], [1, 2], "mapped"), ([p], [-1], "unsigned"),
+                                 ([p], [1, 2], "length")):
+        with pytest.raises(KmemsimValueError, match=match):
+            k.memory.write_words(addrs, values)
+        assert k.memory.read(p, 64) == before
