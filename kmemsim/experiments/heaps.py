@@ -103,7 +103,8 @@ def heap_trial(params: dict[str, Any], seed: np.random.SeedSequence) -> dict[str
     """Build a heap of ``objects``, age it, scan twice, judge: kmemleak's counts."""
     n = int(params["objects"])
     rng = rng_of(seed)
-    k = boot(seed, arch=str(params["arch"]))
+    # RAM sized to the heap (about 1 KiB per object, 128M at least): booting zeroes it all
+    k = boot(seed, arch=str(params["arch"]), cmdline=f"mem={max(128, n >> 10)}M")
     objs = build_heap(k, n, rng, leak_fraction=float(params["leak_fraction"]))
     age_and_scan_twice(k)
     j = judge(k)
