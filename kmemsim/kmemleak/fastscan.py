@@ -306,17 +306,18 @@ class _FastScanner:
         row = np.where(src < 0, -1 - src, src + nroots)
         order = np.lexsort((addr, seq, row))  # by source, its ranges in scan order, address
         dst_l = dst[order].tolist()
-        addr_l = addr[order].tolist()
-        value_l = value[order].tolist()
         indptr = np.concatenate(([0], np.cumsum(np.bincount(row, minlength=n + nroots))))
         ptr = indptr.tolist()
 
-        count = [0] * n
         min_count = [o.min_count for o in objs]
-        gray = [m == 0 for m in min_count]
-        scannable = (self.flags & OBJECT_NO_SCAN == 0).tolist()
-        pointers = self.pointer.tolist()
-        grayed: dict[int, tuple[int, int, int]] = {}  # pointer -> (address, value, source)
+        # need[t]: references object t still needs to turn gray (count = min_count - need);
+        # 0 is gray, -1 black.  One list instead of count, gray and min_count keeps the
+        # per-edge step to a load, a compare and a store.
+        need = [m if m > 0 else (0 if m == 0 else -1) for m in min_count]
+        # the row that grayed each object and the object its word points to (for the
+        # word itself, found afterwards with numpy): the loop only stores two ints
+        gray_row = [-1] * n
+        gray_dst = [0] * n
         first = [i for i, m in enumerate(min_count) if m == 0]
         if len(first) != len(gray0):  # whiten's gray list is exactly min_count 0
             first = [self.index[o.serial] for o in gray0]
@@ -324,50 +325,72 @@ class _FastScanner:
         # the initial gray list, then whatever turns gray, in order: the kernel's order.
         queue: deque[int] = deque(range(nroots))
         queue.extend(nroots + j for j in first)
-        scannable = [True] * nroots + scannable
+        # done[r]: row r was scanned, or is never scanned (OBJECT_NO_SCAN)
+        done = [False] * nroots + (self.flags & OBJECT_NO_SCAN != 0).tolist()
         scanned = [False] * (nroots + n)
 
         def drain() -> None:
             popleft, append = queue.popleft, queue.append
             while queue:
                 r = popleft()
-                if scanned[r] or not scannable[r]:
+                if done[r]:
                     continue
-                scanned[r] = True
+                done[r] = scanned[r] = True
                 s = r - nroots if r >= nroots else -1 - r
                 # update_refs inlined: this loop runs once per edge
-                for e in range(ptr[r], ptr[r + 1]):
-                    t = dst_l[e]
-                    if gray[t]:
-                        t = fwd[t]  # saturated: only the surplus is forwarded
-                        if t < 0 or t == s or gray[t]:
+                for t in dst_l[ptr[r]:ptr[r + 1]]:
+                    nd = need[t]
+                    if nd > 1:
+                        need[t] = nd - 1
+                        continue
+                    u = t
+                    if nd == 0:  # gray: only the surplus is forwarded, not to the scanner
+                        u = fwd[t]
+                        if u < 0 or u == s:
                             continue
-                    mc = min_count[t]
-                    if mc < 0:
-                        continue  # black
-                    c = count[t] = count[t] + 1
-                    if c >= mc:
-                        gray[t] = True
-                        grayed[pointers[t]] = (addr_l[e], value_l[e], s)
-                        append(nroots + t)
+                        nd = need[u]
+                        if nd > 1:
+                            need[u] = nd - 1
+                            continue
+                    if nd == 1:
+                        need[u] = 0
+                        gray_row[u] = r
+                        gray_dst[u] = t
+                        append(nroots + u)
 
         drain()
         # the checksum pass, in object_list order, then the second drain
         spared: list[int] = []
-        white = np.flatnonzero(~np.array(gray, dtype=bool) & (np.array(min_count) >= 0))
-        for i in white.tolist():
+        for i in np.flatnonzero(np.array(need) > 0).tolist():
             obj = objs[i]
-            obj.count = count[i]
+            obj.count = min_count[i] - need[i]
             if color_white(obj) and obj.flags & OBJECT_ALLOCATED and update_checksum(kl, obj):
                 spared.append(i)
-                count[i] = min_count[i]
-                gray[i] = True
+                need[i] = 0
                 queue.append(nroots + i)
         drain()
-        for obj, c in zip(objs, count, strict=True):
-            obj.count = c
-        grayed_by = GrayedByMap(grayed, pointers, [r.kind for r in self.roots])
+        for obj, m, nd in zip(objs, min_count, need, strict=True):
+            obj.count = m - nd if m > 0 else 0
+        grayed_by = self._grayed_by(np.array(gray_row, dtype=I64),
+                                    np.array(gray_dst, dtype=I64), row[order], dst[order],
+                                    addr[order], value[order])
         return spared, grayed_by, self._words_read(scanned[nroots:])
+
+    def _grayed_by(self, gray_row: _Arr, gray_dst: _Arr, edge_row: _Arr, edge_dst: _Arr,
+                   edge_addr: _Arr, edge_value: _Arr) -> GrayedByMap:
+        """For each grayed object, the first word of the row that grayed it pointing to the
+        object it named (the object itself, or the one that forwarded to it).  ``O(E log(E))``.
+        """
+        grayed = np.flatnonzero(gray_row >= 0)
+        rows, dsts = gray_row[grayed], gray_dst[grayed]
+        width = np.int64(self.n + 1)
+        key = edge_row.astype(I64) * width + edge_dst
+        by_key = np.argsort(key, kind="stable")  # stable: the first word of a row first
+        e = by_key[np.searchsorted(key[by_key], rows * width + dsts, side="left")]
+        nroots = len(self.roots)
+        sources = np.where(rows >= nroots, rows - nroots, -1 - rows)
+        return GrayedByMap(self.pointer[grayed], edge_addr[e], edge_value[e], sources,
+                           self.pointer, [r.kind for r in self.roots])
 
     def _words_read(self, scanned: list[bool]) -> int:
         """How many aligned words the reference scan would have read.  ``O(N)``."""

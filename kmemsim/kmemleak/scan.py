@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import faults
 from .object import (
@@ -70,33 +70,46 @@ class GrayedByMap(Mapping[int, GrayedBy]):
     """Object pointer to the :class:`GrayedBy` word that grayed it, built on lookup.
 
     The fast engine grays tens of thousands of objects per scan and an
-    explanation asks about a few, so it keeps plain tuples:
-    ``pointer -> (address, value, source)`` where *source* is an index into
-    *holders* (an object's pointer) or ``-1 - i`` for root range *i*.
+    explanation asks about a few, so it keeps numpy columns (the grayed
+    objects' pointers, the word's address and value, and its source: an index
+    into *holders*, or ``-1 - i`` for root range *i*) and builds the pointer
+    index on first use.
     """
 
-    __slots__ = ("_grayed", "_holders", "_root_kinds")
+    __slots__ = ("_addresses", "_holders", "_index", "_pointers", "_root_kinds", "_sources",
+                 "_values")
 
-    def __init__(self, grayed: dict[int, tuple[int, int, int]], holders: list[int],
-                 root_kinds: list[str]) -> None:
-        self._grayed = grayed
+    def __init__(self, pointers: Any, addresses: Any, values: Any, sources: Any,
+                 holders: Any, root_kinds: list[str]) -> None:
+        self._pointers = pointers
+        self._addresses = addresses
+        self._values = values
+        self._sources = sources
         self._holders = holders
         self._root_kinds = root_kinds
+        self._index: dict[int, int] | None = None
+
+    def _positions(self) -> dict[int, int]:
+        if self._index is None:
+            self._index = {p: i for i, p in enumerate(self._pointers.tolist())}
+        return self._index
 
     def __getitem__(self, pointer: int) -> GrayedBy:
-        address, value, source = self._grayed[pointer]
+        i = self._positions()[pointer]
+        source = int(self._sources[i])
+        address, value = int(self._addresses[i]), int(self._values[i])
         if source < 0:
             return GrayedBy(address, value, None, self._root_kinds[-1 - source])
-        return GrayedBy(address, value, self._holders[source])
+        return GrayedBy(address, value, int(self._holders[source]))
 
     def __contains__(self, pointer: object) -> bool:
-        return pointer in self._grayed
+        return pointer in self._positions()
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._grayed)
+        return iter(self._positions())
 
     def __len__(self) -> int:
-        return len(self._grayed)
+        return len(self._pointers)
 
 
 @dataclass(frozen=True, slots=True)
