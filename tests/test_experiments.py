@@ -133,6 +133,40 @@ def test_resume_after_interrupt_loses_and_duplicates_nothing(tmp_path):
                                     for x in lines}) == 9
 
 
+def test_sweep_killed_with_sigkill_resumes_without_loss_or_duplicates(tmp_path):
+    """A real kill -9 of `kmemsim sweep` mid-run, then the same command again."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    args = [sys.executable, "-m", "kmemsim", "sweep", "stale_stacks", "--quick",
+            "--trials", "4", "--calls", "20", "--no-progress"]
+    assert main([*args[3:], "--out", str(tmp_path / "whole")]) == 0
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONHASHSEED": "1"}
+    proc = subprocess.Popen([*args, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    rows = out / "rows.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if rows.exists() and len(rows.read_bytes().splitlines()) >= 2:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.csv").exists()  # it really stopped mid-sweep
+    done_before = len(read_rows(rows))
+    assert 2 <= done_before < 8
+    assert subprocess.run([*args, "--out", str(out)], env=env, check=False,
+                          stdout=subprocess.DEVNULL).returncode == 0
+    lines = rows.read_text().splitlines()
+    keys = [(json.loads(x)["point"], json.loads(x)["trial"]) for x in lines]
+    assert len(keys) == len(set(keys))  # no trial twice
+    assert (out / "results.csv").read_text() == (tmp_path / "whole" / "results.csv").read_text()
+
+
 def test_truncated_last_line_is_run_again(tmp_path):
     grid = {"n": [10, 20]}
     full = run_sweep(example_trial, grid, trials=2, out=tmp_path).rows

@@ -59,6 +59,9 @@ def build_heap(k: Kernel, n: int, rng: np.random.Generator, *,
     tree_root = k.define_static("bench_tree", ws)
     # All at once: the same objects, records and traces as n kmalloc calls.
     objs = k.kmalloc_bulk(draw_size.tolist())
+    if not all(objs):
+        raise KmemsimValueError(f"out of simulated memory after {objs.index(0)} of {n} objects: "
+                                f"boot with a larger mem= (now {k.ram_bytes >> 20}M)")
     k.memory.write_words(objs, data.tolist())
     slots: list[int] = []
     targets: list[int] = []
