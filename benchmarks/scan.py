@@ -7,19 +7,25 @@ objects, fewer large), linked as lists, binary trees and hash tables of plain
 pointers hanging off kernel statics, random data words, a few task stacks,
 and some leaked lists.  Prints one JSON object with medians of the repeats:
 
-* ``stream_s``: one plain numpy read of exactly the bytes the scan reads
-  (a reduction over zero-copy views of the same ranges), the floor;
+* ``stream_s``: one plain numpy read of exactly the words the scan reads
+  (a reduction over zero-copy views of the scanned ranges, merged into
+  spans), the floor; ``stream_bytes`` (equal to ``scanned_bytes``) says
+  how much it read;
 * ``fast_s``, ``reference_s``: one full scan with each engine;
 * ``ratio_fast_to_stream``, ``ratio_reference_to_fast``;
-* ``build_s``, ``peak_rss_bytes``, ``bytes_per_object``.
+* ``build_s``, ``peak_rss_bytes``, ``bytes_per_object``;
+* with ``--twice``, ``build_and_two_scans_s``: a fresh heap built, aged past
+  the minimum age and scanned twice (fast engine), as one sweep trial does;
+* with ``--build-only``, only the build: ``build_s`` and peak RSS (for the
+  memory figure at sizes where scanning is not the question).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
-import random
 import resource
 import statistics
 import sys
@@ -28,52 +34,27 @@ import time
 import numpy as np
 
 from kmemsim import Kernel
+from kmemsim.experiments.heaps import build_heap
 from kmemsim.kmemleak.object import OBJECT_FULL_SCAN, OBJECT_NO_SCAN, OBJECT_PERCPU, OBJECT_PHYS
 
-# (object size, weight): a desktop kernel's slabinfo is dominated by small objects.
-SIZE_MIX = ((32, 20), (64, 25), (96, 8), (128, 12), (192, 10), (256, 10), (512, 8),
-            (1024, 4), (2048, 2), (4096, 1))
 
+def build(n: int, seed: int, mem: str = "") -> Kernel:
+    """The heap of :func:`kmemsim.experiments.heaps.build_heap` (shared with the sweeps).
 
-def build(n: int, seed: int) -> Kernel:
-    rng = random.Random(seed)
-    k = Kernel(seed=seed)
-    ws = k.arch.word_size
-    sizes, weights = zip(*SIZE_MIX, strict=True)
-    nbuckets = 1024
-    list_head = k.define_static("bench_list", ws)
-    buckets = k.define_static("bench_hash", nbuckets * ws)
-    tree_root = k.define_static("bench_tree", ws)
-    objs: list[int] = []
-    tree: list[int] = []
-    last = list_head
-    for i in range(n):
-        p = k.kmalloc(rng.choices(sizes, weights)[0])
-        objs.append(p)
-        k.memory.write_word(p, rng.getrandbits(8 * ws))  # a data word: hash, counter, flags
-        shape = i % 3
-        if shape == 0:                          # a list: the previous node links to it
-            k.store(last if last == list_head else last + ws, p)
-            last = p
-        elif shape == 1:                        # a binary tree: the parent links to it
-            if not tree:
-                k.store(tree_root, p)
-            elif rng.random() < 0.995:          # 0.5% of tree links dropped: leaked subtrees
-                parent = tree[(len(tree) - 1) // 2]
-                k.store(parent + ws * (2 + len(tree) % 2), p)
-            tree.append(p)
-        else:                                   # a hash table: pushed on a bucket's chain
-            bucket = buckets + ws * rng.randrange(nbuckets)
-            old = k.memory.read_word(bucket)
-            if old:
-                k.store(p + ws, old)
-            k.store(bucket, p)
-    for _ in range(4):
-        t = k.spawn("kworker/u8:1")
-        with k.task_context(t), k.stack_frame(16) as f:
-            for j in range(16):
-                k.store(f.slot(j), rng.choice(objs))
+    *mem* is the kernel's ``mem=`` (simulated RAM; the default 1 GiB holds
+    about 2 M objects of this mix).
+    """
+    k = Kernel(seed=seed, cmdline=f"mem={mem}" if mem else "")
+    build_heap(k, n, np.random.default_rng(seed))
     return k
+
+
+def build_and_scan_twice(n: int, seed: int, mem: str = "") -> None:
+    """A sweep trial's cost: build, age past the 5 s minimum age, scan twice."""
+    k = build(n, seed, mem)
+    k.sleep(6)
+    k.kmemleak.scan(engine="fast")
+    k.kmemleak.scan(engine="fast")
 
 
 def scanned_ranges(k: Kernel) -> list[tuple[int, int]]:
@@ -96,21 +77,49 @@ def scanned_ranges(k: Kernel) -> list[tuple[int, int]]:
     return out
 
 
-def stream(k: Kernel, ranges: list[tuple[int, int]]) -> tuple[float, int]:
-    """One numpy reduction over zero-copy views of the same bytes, per region."""
-    starts = np.array(sorted(s for s, _ in ranges), dtype=np.uint64)
-    nbytes = sum(e - s for s, e in ranges)
-    t0 = time.perf_counter()
-    total = np.uint64(0)
-    for region in k.memory.regions():
-        lo = int(np.searchsorted(starts, np.uint64(region.start)))
-        hi = int(np.searchsorted(starts, np.uint64(region.end)))
-        if lo == hi:
+def coalesce(k: Kernel, ranges: list[tuple[int, int]]) -> list[tuple[object, int, int]]:
+    """The scanned bytes as few spans as possible: ``(region, first word, words)``.
+
+    Ranges are cut to whole aligned words (what the scan reads), sorted, and
+    merged where they touch or overlap; a span never leaves its region.
+    """
+    ws = k.arch.word_size
+    spans: list[list[int]] = []
+    for s, e in sorted(((s + ws - 1) & ~(ws - 1), e & ~(ws - 1)) for s, e in ranges):
+        if e <= s:
             continue
-        first = int(starts[lo]) - region.start
-        view = np.frombuffer(region.data, dtype="<u8", count=(len(region.data) - first) // 8,
-                             offset=first)
-        total ^= np.bitwise_xor.reduce(view)
+        if spans and s <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], e)
+        else:
+            spans.append([s, e])
+    out = []
+    for s, e in spans:
+        while s < e:
+            region = k.memory.region_at(s)
+            if region is None:
+                break
+            stop = min(e, region.end)
+            out.append((region, (s - region.start) // ws, (stop - s) // ws))
+            s = stop
+    return out
+
+
+def stream(k: Kernel, ranges: list[tuple[int, int]]) -> tuple[float, int]:
+    """One numpy reduction over zero-copy views of exactly the scanned words; (seconds, bytes).
+
+    The ranges are merged into spans first (outside the timing), so the
+    stream reads each scanned word once and nothing else.
+    """
+    spans = coalesce(k, ranges)
+    dt = "<u8" if k.arch.word_size == 8 else "<u4"
+    nbytes = 0
+    t0 = time.perf_counter()
+    total = 0
+    for region, first, count in spans:
+        view = np.frombuffer(region.data, dtype=dt, count=count,  # type: ignore[attr-defined]
+                             offset=first * k.arch.word_size)
+        total ^= int(np.bitwise_xor.reduce(view))
+        nbytes += view.nbytes
     return time.perf_counter() - t0, nbytes
 
 
@@ -129,14 +138,25 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--reference", action="store_true", help="also time the reference engine")
+    ap.add_argument("--twice", action="store_true",
+                    help="also time building a fresh heap and scanning it twice")
+    ap.add_argument("--build-only", "--no-scan", action="store_true",
+                    help="only build: report build_s and peak RSS")
+    ap.add_argument("--mem", default="", metavar="SIZE",
+                    help="simulated RAM, the kernel's mem= (e.g. 4G; default 1 GiB)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    k = build(args.objects, args.seed)
+    k = build(args.objects, args.seed, args.mem)
     build_s = time.perf_counter() - t0
+    if args.build_only:
+        print(json.dumps({"objects": args.objects, "tracked": len(k.kmemleak),
+                          "build_s": round(build_s, 3), **memory(args.objects)}))
+        return
     k.sleep(6)
     k.kmemleak.scan(engine="fast")  # settle checksums; later scans are steady state
     ranges = scanned_ranges(k)
-    stream_s = statistics.median(stream(k, ranges)[0] for _ in range(args.repeats))
+    streams = [stream(k, ranges) for _ in range(args.repeats)]
+    stream_s = statistics.median(t for t, _ in streams)
     scanned_bytes = sum(e - s for s, e in ranges)
     fast_s = timed(lambda: k.kmemleak.scan(engine="fast"), args.repeats)
     last = k.kmemleak.last_scan
@@ -145,6 +165,7 @@ def main() -> None:
         "tracked": len(k.kmemleak),
         "leaked": len(last.unreferenced) if last else 0,
         "scanned_bytes": scanned_bytes,
+        "stream_bytes": streams[0][1],
         "build_s": round(build_s, 3),
         "stream_s": round(stream_s, 5),
         "fast_s": round(fast_s, 4),
@@ -154,13 +175,24 @@ def main() -> None:
         ref_s = timed(lambda: k.kmemleak.scan(engine="reference"), max(1, args.repeats // 2))
         out["reference_s"] = round(ref_s, 3)
         out["ratio_reference_to_fast"] = round(ref_s / fast_s, 1)
+    out.update(memory(args.objects))
+    if args.twice:
+        # Measured after the main heap is dropped, so it does not raise the peak RSS.
+        del k, last
+        gc.collect()
+        out["build_and_two_scans_s"] = round(
+            timed(lambda: build_and_scan_twice(args.objects, args.seed, args.mem),
+                  args.repeats), 4)
+    print(json.dumps(out))
+
+
+def memory(n: int) -> dict[str, object]:
+    """Peak RSS so far, per object, and the machine it was taken on."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin"
                                                                 else 1024)
-    out["peak_rss_bytes"] = rss
-    out["bytes_per_object"] = round(rss / args.objects)
-    out["machine"] = f"{platform.machine()} {platform.python_implementation()} " \
-                     f"{platform.python_version()} numpy {np.__version__}"
-    print(json.dumps(out))
+    return {"peak_rss_bytes": rss, "bytes_per_object": round(rss / n),
+            "machine": f"{platform.machine()} {platform.python_implementation()} "
+                       f"{platform.python_version()} numpy {np.__version__}"}
 
 
 if __name__ == "__main__":
