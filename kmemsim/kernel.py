@@ -47,11 +47,8 @@ from .mm.slab import (
     KMALLOC_MAX_CACHE_SIZE,
     KMALLOC_SIZES,
     SLAB_KMALLOC,
-    SLAB_RED_ZONE,
-    SLAB_STORE_USER,
     KmemCache,
     SlabAllocator,
-    kmalloc_size_class,
     slab_alloc_bulk,
 )
 from .mm.vmalloc import VmallocAllocator, vmap_area_layout
@@ -781,13 +778,7 @@ class Kernel:
         if any(not 0 < n <= KMALLOC_MAX_CACHE_SIZE for n in sizes):
             alloc = self.kzalloc if zero else self.kmalloc
             return [alloc(n) for n in sizes]
-        caches = self.slab.kmalloc_caches
-        requests = []
-        for n in sizes:
-            cache = caches[kmalloc_size_class(n)]
-            # as kmalloc: with red zones or tracking, only the request is initialised
-            debug = cache.flags & (SLAB_RED_ZONE | SLAB_STORE_USER)
-            requests.append((cache, n if debug else cache.object_size))
+        requests = [self.slab.kmalloc_request(n) for n in sizes]
         with self.kernel_frames("__kmalloc_cache_noprof"):
             return slab_alloc_bulk(self.slab, requests, zero=zero)
 

@@ -782,11 +782,16 @@ class SlabAllocator:
             return ZERO_SIZE_PTR
         if size > KMALLOC_MAX_CACHE_SIZE:
             return self.kmalloc_large(size, zero=zero)
+        cache, init = self.kmalloc_request(size)
+        with self.k.kernel_frames("__kmalloc_cache_noprof"):
+            return self.slab_alloc(cache, init, zero=zero)
+
+    def kmalloc_request(self, size: int) -> tuple[KmemCache, int]:
+        """The kmalloc cache for *size* (1..8192) and how many bytes an init covers."""
         cache = self.kmalloc_caches[kmalloc_size_class(size)]
         # With red zones or tracking, kzalloc zeroes only the request: the rest is red zone.
         init = size if cache.flags & (SLAB_RED_ZONE | SLAB_STORE_USER) else cache.object_size
-        with self.k.kernel_frames("__kmalloc_cache_noprof"):
-            return self.slab_alloc(cache, init, zero=zero)
+        return cache, init
 
     def kmalloc_large(self, size: int, *, zero: bool) -> int:
         if size > KMALLOC_MAX_SIZE:
