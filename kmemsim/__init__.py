@@ -33,7 +33,7 @@ from .kernel import Kernel, KernelConfig, StackFrame, Task
 from .kmemleak import ObjectRecord, ScanResult
 from .module import Module
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Kernel",

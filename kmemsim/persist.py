@@ -71,8 +71,11 @@ if TYPE_CHECKING:
 
 #: The ``format`` field of every save's header.
 FORMAT_NAME = "kmemsim-save"
-#: The format version this code writes; it reads this version and older ones.
-FORMAT_VERSION = 1
+#: The format version this code writes; it reads versions ``OLDEST_READABLE`` to this one.
+FORMAT_VERSION = 2
+#: Version 1 saved each ``kmemleak_object`` as an object of its own; version 2 saves
+#: kmemleak's column store, so version 1 files cannot be restored.
+OLDEST_READABLE = 2
 #: A header is one JSON line of at most this many bytes.
 MAX_HEADER_BYTES = 64 * 1024
 #: zlib cannot expand data by more than about 1032 times: a header that says
@@ -137,6 +140,12 @@ def _read_header(data: bytes) -> tuple[dict[str, Any], bytes]:
     version = head.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise KmemsimFormatError(f"bad format version {version!r}")
+    if version < OLDEST_READABLE:
+        raise KmemsimFormatError(
+            f"the file has format version {version}, written by an older kmemsim "
+            f"({head.get('kmemsim_version')!r}) before kmemleak's objects were stored as "
+            f"columns; this kmemsim reads versions {OLDEST_READABLE} to {FORMAT_VERSION}: "
+            "build the kernel again and save it with this kmemsim")
     if version > FORMAT_VERSION:
         raise KmemsimFormatError(
             f"the file has format version {version}, written by a newer kmemsim "
@@ -1092,4 +1101,4 @@ def load(path: str | os.PathLike[str], *,
     return loads(data, module_files=module_files)
 
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "dumps", "load", "loads", "save"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "OLDEST_READABLE", "dumps", "load", "loads", "save"]

@@ -26,7 +26,7 @@ from sortedcontainers import SortedDict, SortedKeyList
 from kmemsim import Kernel, KmemsimValueError
 from kmemsim.errors import KmemsimFormatError
 from kmemsim.mm.page_alloc import get_order
-from kmemsim.persist import FORMAT_VERSION, dumps, loads
+from kmemsim.persist import FORMAT_VERSION, OLDEST_READABLE, dumps, loads
 from kmemsim.strategies import KernelSpec, Operation, Replayer, operations
 from kmemsim.truth import judge
 from kmemsim.workloads.gallery import GALLERY
@@ -325,6 +325,10 @@ def test_trailing_bytes_newer_version_and_foreign_files(small_save: bytes, tmp_p
     newer = join(dict(head, version=FORMAT_VERSION + 1), doc, blobs)
     with pytest.raises(KmemsimFormatError, match="newer kmemsim"):
         loads(newer)
+    # version 1 saved each kmemleak_object as an object: refused, saying why
+    older = join(dict(head, version=OLDEST_READABLE - 1), doc, blobs)
+    with pytest.raises(KmemsimFormatError, match="older kmemsim.*columns"):
+        loads(older)
     for foreign in (b"", b"\n", b"PK\x03\x04" + bytes(100), b'{"format": "other"}\n',
                     b"\x80\x04\x95" + bytes(20), os.urandom(300), b"{" * 70000):
         with pytest.raises(KmemsimFormatError):

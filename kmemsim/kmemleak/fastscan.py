@@ -43,7 +43,6 @@ from .object import (
     OBJECT_PERCPU,
     OBJECT_PHYS,
     KmemleakObject,
-    color_white,
 )
 from .scan import GrayedBy, GrayedByMap, RootRange, update_checksum
 
@@ -57,11 +56,7 @@ _NATIVE_LITTLE = sys.byteorder == "little"
 
 
 _Arr = npt.NDArray[Any]
-_POINTER = attrgetter("pointer")
-_SIZE = attrgetter("size")
-_FLAGS = attrgetter("flags")
 _AREAS = attrgetter("areas")
-_EXCESS_REF = attrgetter("excess_ref")
 
 
 class _Fallback(Exception):
@@ -95,38 +90,42 @@ class _Edges:
 
 
 class _FastScanner:
-    def __init__(self, kl: Kmemleak, objs: list[KmemleakObject],
-                 roots: list[RootRange]) -> None:
+    def __init__(self, kl: Kmemleak, roots: list[RootRange]) -> None:
         self.kl = kl
         self.k = kl.k
-        self.objs = objs
+        store = kl.store
+        self.rows = store.live_rows()
+        # the live objects, in object_list order: position i is store row rows[i]
+        self.objs = store.live_objects()
         self.roots = roots
-        self.n = len(objs)
+        self.n = len(self.objs)
         self.ws = self.k.arch.word_size
-        self._index: dict[int, int] | None = None
-        # Columns of the object metadata, read once: the vectorised phases work on these.
-        n = self.n
-        self.pointer = np.fromiter(map(_POINTER, objs), dtype=U64, count=n)
-        self.size = np.fromiter(map(_SIZE, objs), dtype=U64, count=n)
-        self.flags = np.fromiter(map(_FLAGS, objs), dtype=I64, count=n)
-        self.has_areas = np.fromiter(map(bool, map(_AREAS, objs)), dtype=bool, count=n)
-        if k_tags := self.k.arch.top_byte_tags:
+        # Columns of the object metadata, gathered from the store: the vectorised phases
+        # work on these.
+        rows = self.rows
+        self.pointer = store.column("pointer")[rows]
+        self.size = store.column("size")[rows]
+        self.flags = store.column("flags")[rows]
+        self.min_count = store.column("min_count")[rows]
+        self.excess_ref = store.column("excess_ref")[rows]
+        if store.areas.count(()) == len(store.areas):  # C speed: () is shared
+            self.has_areas = np.zeros(self.n, dtype=bool)
+        else:
+            self.has_areas = np.fromiter(map(bool, map(_AREAS, self.objs)), dtype=bool,
+                                         count=self.n)
+        if self.k.arch.top_byte_tags:
             self.untagged = self.pointer | U64(0xFF00_0000_0000_0000)
         else:
             self.untagged = self.pointer
-        del k_tags
         f = self.flags
         # Objects scanned as one plain range of their own memory (most of them).
         self.plain = ((f & OBJECT_ALLOCATED != 0) & (f & (OBJECT_NO_SCAN | OBJECT_PERCPU
                                                            | OBJECT_PHYS) == 0)
                       & (~self.has_areas | (f & OBJECT_FULL_SCAN != 0)))
 
-    @property
-    def index(self) -> dict[int, int]:
-        """``serial`` to position in ``object_list``, built on first use."""
-        if self._index is None:
-            self._index = {o.serial: i for i, o in enumerate(self.objs)}
-        return self._index
+    def position(self, obj: KmemleakObject) -> int:
+        """*obj*'s position in ``object_list`` (a live object).  ``O(log(n))``."""
+        return int(np.searchsorted(self.rows, obj._row))
 
     # -- sources: what would be read if its owner were gray -----------------
     def sources(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64],
@@ -213,8 +212,8 @@ class _FastScanner:
         objs = list(map(sd.__getitem__, keys))  # SortedDict is a dict: C-speed lookups
         starts = _u64(keys)
         ends = starts + np.fromiter((o.size for o in objs), dtype=U64, count=len(objs))
-        index = self.index
-        idx = np.fromiter((index[o.serial] for o in objs), dtype=I64, count=len(objs))
+        idx = np.searchsorted(self.rows, np.fromiter((o._row for o in objs), dtype=I64,
+                                                      count=len(objs))).astype(I64)
         return starts, ends, idx
 
     def collect(self) -> tuple[_Arr, _Arr, _Arr, _Arr, _Arr]:
@@ -291,8 +290,7 @@ class _FastScanner:
         src, dst, addr, value, seq = self.collect()
         # excess_ref targets, resolved by exact lookup as the kernel does.
         fwd = [-1] * n
-        excess = np.fromiter(map(_EXCESS_REF, objs), dtype=U64, count=n)
-        for i in np.flatnonzero(excess).tolist():
+        for i in np.flatnonzero(self.excess_ref).tolist():
             o = objs[i]
             if o.excess_ref:
                 t = kl.object_tree_root.lookup(k.arch.untag(o.excess_ref))
@@ -300,7 +298,7 @@ class _FastScanner:
                     continue
                 if k.arch.untag(t.pointer) != k.arch.untag(o.excess_ref):
                     raise _Fallback("excess_ref into the middle of an object (alias warning)")
-                fwd[i] = self.index[t.serial]
+                fwd[i] = self.position(t)
         nroots = len(self.roots)
         # rows: root i is row i (kernel order), object j is row nroots + j
         row = np.where(src < 0, -1 - src, src + nroots)
@@ -309,7 +307,7 @@ class _FastScanner:
         indptr = np.concatenate(([0], np.cumsum(np.bincount(row, minlength=n + nroots))))
         ptr = indptr.tolist()
 
-        min_count = [o.min_count for o in objs]
+        min_count = self.min_count.tolist()
         # need[t]: references object t still needs to turn gray (count = min_count - need);
         # 0 is gray, -1 black.  One list instead of count, gray and min_count keeps the
         # per-edge step to a load, a compare and a store.
@@ -320,7 +318,7 @@ class _FastScanner:
         gray_dst = [0] * n
         first = [i for i, m in enumerate(min_count) if m == 0]
         if len(first) != len(gray0):  # whiten's gray list is exactly min_count 0
-            first = [self.index[o.serial] for o in gray0]
+            first = [self.position(o) for o in gray0]
         # The queue holds rows: the root ranges first (scanned before the gray list), then
         # the initial gray list, then whatever turns gray, in order: the kernel's order.
         queue: deque[int] = deque(range(nroots))
@@ -360,21 +358,24 @@ class _FastScanner:
 
         drain()
         # the checksum pass, in object_list order, then the second drain
+        store = kl.store
+        mc = self.min_count
+        store.set_column("count", self.rows, np.where(mc > 0, mc - np.array(need, dtype=I64), 0))
         spared: list[int] = []
-        for i in np.flatnonzero(np.array(need) > 0).tolist():
-            obj = objs[i]
-            obj.count = min_count[i] - need[i]
-            if color_white(obj) and obj.flags & OBJECT_ALLOCATED and update_checksum(kl, obj):
+        # need > 0: count < min_count, so white; only allocated ones are checksummed
+        for i in np.flatnonzero((np.array(need) > 0) & (self.flags & OBJECT_ALLOCATED != 0)
+                                ).tolist():
+            if update_checksum(kl, objs[i]):
+                objs[i].count = min_count[i]
                 spared.append(i)
                 need[i] = 0
                 queue.append(nroots + i)
         drain()
-        for obj, m, nd in zip(objs, min_count, need, strict=True):
-            obj.count = m - nd if m > 0 else 0
+        store.set_column("count", self.rows, np.where(mc > 0, mc - np.array(need, dtype=I64), 0))
         grayed_by = self._grayed_by(np.array(gray_row, dtype=I64),
                                     np.array(gray_dst, dtype=I64), row[order], dst[order],
                                     addr[order], value[order])
-        return spared, grayed_by, self._words_read(scanned[nroots:])
+        return self.pointer[spared].tolist(), grayed_by, self._words_read(scanned[nroots:])
 
     def _grayed_by(self, gray_row: _Arr, gray_dst: _Arr, edge_row: _Arr, edge_dst: _Arr,
                    edge_addr: _Arr, edge_value: _Arr) -> GrayedByMap:
@@ -429,11 +430,10 @@ def fast_scan(kl: Kmemleak, gray0: list[KmemleakObject], roots: list[RootRange]
 
     *gray0* is the initial gray list (``whiten``'s result).  Sets every
     object's ``count`` and, through the checksum pass, ``checksum``.  Returns
-    the ``object_list`` indexes of the objects the checksum pass spared, the
-    word that grayed each object, and the number of words read.
+    the pointers of the objects the checksum pass spared, the word that
+    grayed each object, and the number of words read.
     """
-    objs = list(kl.object_list.values())
     try:
-        return _FastScanner(kl, objs, roots).run(gray0)
+        return _FastScanner(kl, roots).run(gray0)
     except _Fallback:
         return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import add
 from typing import TYPE_CHECKING
 
 from ..errors import KmemsimTypeError, KmemsimValueError, check_int
@@ -40,6 +41,8 @@ from .object import (
     SECS_FIRST_SCAN,
     SECS_SCAN_WAIT,
     KmemleakObject,
+    ObjectList,
+    ObjectStore,
     ScanArea,
     color_white,
     paint_it,
@@ -153,7 +156,9 @@ class Kmemleak:
         self.kmemleak_verbose = config.verbose
         self.metadata_kept = True
         # the index
-        self.object_list: dict[int, KmemleakObject] = {}
+        self.store = ObjectStore()
+        """Every object's fields, as columns (``object_list`` is a view of its live rows)."""
+        self.object_list = ObjectList(self.store)
         self.object_tree_root = ObjectTree("object_tree_root")
         self.object_phys_tree_root = ObjectTree("object_phys_tree_root")
         self.object_percpu_tree_root = ObjectTree("object_percpu_tree_root")
@@ -274,7 +279,7 @@ class Kmemleak:
             return
         pid, comm = self.k.current_task()
         trace = self.k.save_stack_trace() if self.kmemleak_initialized else ()
-        obj = KmemleakObject(
+        obj = self.store.add(
             ptr, size, min_count, serial=serial, flags=OBJECT_ALLOCATED | objflags,
             jiffies=self.k.jiffies & self._word_mask, pid=pid, comm=comm[:15], trace=trace,
         )
@@ -288,6 +293,7 @@ class Kmemleak:
             self.max_addr = max(self.max_addr, untagged + size)
         parent = self.tree_for(objflags).insert(obj, untagged)
         if parent is not None:
+            self.store.unlink(obj)  # never in object_list
             self._mem_pool_free(obj)
             # kmemleak_stop(): warn and disable.  The cleanup work is only scheduled, so
             # the existing object is dumped while still intact (flags, ALLOCATED), and
@@ -298,13 +304,12 @@ class Kmemleak:
             if scheduled:
                 self.kmemleak_do_cleanup()
             return
-        self.object_list[serial] = obj
 
     def _remove_object(self, obj: KmemleakObject) -> None:
         """``__remove_object`` + ``__delete_object``: out of tree and list, not ALLOCATED."""
         tree = self.tree_for(obj.flags)
         tree.remove(obj, self._untag(obj.pointer))
-        self.object_list.pop(obj.serial, None)
+        self.store.unlink(obj)
         obj.flags &= ~OBJECT_ALLOCATED
         self._mem_pool_free(obj)
 
@@ -345,21 +350,24 @@ class Kmemleak:
         comm = comm[:15]
         trace = self.k.save_stack_trace()
         jiffies = self.k.jiffies & mask
-        first = self._serial + 1
-        objs = [KmemleakObject(p, n, min_count, serial=first + i, flags=OBJECT_ALLOCATED,
-                               jiffies=jiffies, pid=pid, comm=comm, trace=trace)
-                for i, (p, n) in enumerate(pairs)]
-        starts = [self._untag(p) for p, _ in pairs]
-        if not objs or not self.object_tree_root.insert_many(objs, starts):
+        if not pairs:
+            return
+        ptrs = [p for p, _ in pairs]
+        sizes = [n for _, n in pairs]
+        starts = list(map(self._untag, ptrs))
+        if not self.object_tree_root.can_insert_many(starts, sizes):
             for p, n in pairs:
                 self.kmemleak_alloc(p, n, min_count)
             return
+        objs = self.store.add_many(ptrs, sizes, min_count, first_serial=self._serial + 1,
+                                     flags=OBJECT_ALLOCATED, jiffies=jiffies, pid=pid,
+                                     comm=comm, trace=trace)
+        self.object_tree_root.insert_many(objs, starts)
         self._serial += len(objs)
         for _ in objs:
             self.k.metadata_alloc(SIZEOF_KMEMLEAK_OBJECT)
         self.min_addr = min(self.min_addr, min(starts))
-        self.max_addr = max(self.max_addr, max(s + o.size for s, o in zip(starts, objs, strict=True)))
-        self.object_list.update((o.serial, o) for o in objs)
+        self.max_addr = max(self.max_addr, max(map(add, starts, sizes)))
 
     def kmemleak_alloc_percpu(self, ptr: int, size: int) -> None:
         """One per-CPU-tree object for a per-CPU cookie, min_count 1 (newest kernels)."""
@@ -540,8 +548,9 @@ class Kmemleak:
 
     def reported_unreferenced(self) -> list[KmemleakObject]:
         """What a read of the debugfs file lists: reported and still unreferenced."""
-        return [o for o in self.object_list.values()
-                if o.flags & OBJECT_REPORTED and self.unreferenced_object(o)]
+        from .scan import listed_rows
+
+        return [self.store.objects[r] for r in listed_rows(self).tolist()]
 
     def kmemleak_clear(self) -> None:
         """``clear`` while enabled: reported leaks become permanently gray (roots)."""

@@ -20,7 +20,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import pairwise
 
 from sortedcontainers import SortedDict
@@ -69,31 +69,35 @@ class ObjectTree:
         sd[start] = obj
         return None
 
-    def insert_many(self, objs: list[KmemleakObject], starts: list[int]) -> bool:
-        """Insert every object (all of size > 0) at its start, or none if any would overlap.
+    def can_insert_many(self, starts: Sequence[int], sizes: Sequence[int]) -> bool:
+        """Whether blocks at *starts* (all of size > 0) overlap neither each other nor the tree.
 
-        The answer is the same as inserting them one by one when that raises no
-        overlap; on ``False`` the caller inserts one by one to get the kernel's
-        warnings in order.  Runtime complexity: ``O(m log(m) + log(n))`` for *m*
-        new objects whose span holds few existing ones, ``O((n + m) log(n + m))``
-        at worst (a rebuild when *m* is large).
+        When this holds, inserting them one by one raises no overlap, and
+        :meth:`insert_many` gives the same tree.  Runtime complexity:
+        ``O(m log(m) + log(n) + k)`` for *m* new blocks whose span holds *k*
+        existing ones.
         """
-        if not objs:
+        if not starts:
             return True
-        pairs = sorted(zip(starts, objs, strict=True), key=lambda p: p[0])
-        lo, hi = pairs[0][0], pairs[-1][0] + pairs[-1][1].size
+        pairs = sorted(zip(starts, sizes, strict=True))
+        lo, hi = pairs[0][0], pairs[-1][0] + pairs[-1][1]
         sd = self._by_start
         # Existing neighbours: the predecessor of the span and everything inside it.
         near = list(sd.irange(lo, hi, inclusive=(True, False)))
         before = floor_key(sd, lo - 1)
         if before is not None:
             near.append(before)
-        merged = sorted([(s, sd[s].size) for s in near] + [(s, o.size) for s, o in pairs])
-        for (s0, n0), (s1, _) in pairwise(merged):
-            if s0 + n0 > s1:
-                return False
-        sd.update(pairs)
-        return True
+        if near:
+            pairs = sorted(pairs + [(s, sd[s].size) for s in near])
+        return all(s0 + n0 <= s1 for (s0, n0), (s1, _) in pairwise(pairs))
+
+    def insert_many(self, objs: Sequence[KmemleakObject], starts: Sequence[int]) -> None:
+        """Insert every object at its start; the caller checked :meth:`can_insert_many`.
+
+        Runtime complexity: ``O(m log(n + m))``, ``O((n + m) log(n + m))`` at worst
+        (sortedcontainers rebuilds when *m* is large).
+        """
+        self._by_start.update(zip(starts, objs, strict=True))
 
     def remove(self, obj: KmemleakObject, start: int) -> None:
         """Take *obj* (inserted at untagged *start*) out of the tree.  ``O(log(n))``."""

@@ -19,7 +19,15 @@ True
 from __future__ import annotations
 
 import zlib
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import compress, repeat
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from . import faults
 
@@ -83,29 +91,255 @@ class ScanArea:
     size: int
 
 
+class ObjectStore:
+    """Every ``kmemleak_object`` of one detector as columns, one row per object.
+
+    A real kernel tracks millions of objects, and the scan touches all of
+    them.  Numeric fields live in :class:`array.array` columns (8 bytes per
+    object each, plain ``int`` on access, readable by numpy without a copy);
+    ``comm``, ``trace`` and ``areas`` in lists of shared values.  Rows are in
+    creation order, so live rows in row order are ``object_list`` order.  A
+    :class:`KmemleakObject` is a view of one row.
+
+    A removed object is detached (its values copied into a one-row store of
+    its own), so its row is free; rows are compacted when free rows outnumber
+    live ones, which keeps memory proportional to the live objects.
+
+    >>> store = ObjectStore()
+    >>> o = store.add(0xffff888000100000, 32, 1, serial=7)
+    >>> o.count += 1
+    >>> store.count[o._row], store.live_count
+    (1, 1)
+    """
+
+    #: Numeric columns and their :mod:`array` type codes ("Q": unsigned, "q": signed).
+    COLUMNS = (("pointer", "Q"), ("size", "Q"), ("min_count", "q"), ("count", "q"),
+               ("flags", "q"), ("excess_ref", "Q"), ("checksum", "Q"), ("jiffies", "Q"),
+               ("pid", "q"), ("serial", "q"))
+
+    __slots__ = ("areas", "checksum", "comm", "count", "excess_ref", "flags", "jiffies", "live",
+                 "live_count", "min_count", "objects", "pid", "pointer", "serial", "size",
+                 "trace")
+
+    def __init__(self) -> None:
+        self.pointer = array("Q")
+        self.size = array("Q")
+        self.min_count = array("q")
+        self.count = array("q")
+        self.flags = array("q")
+        self.excess_ref = array("Q")
+        self.checksum = array("Q")
+        self.jiffies = array("Q")
+        self.pid = array("q")
+        self.serial = array("q")
+        self.comm: list[str] = []
+        self.trace: list[tuple[int, ...]] = []
+        # a tuple per row, most recent first: most objects have none, and () is shared
+        self.areas: list[tuple[ScanArea, ...]] = []
+        self.live = bytearray()
+        """1 for a row in ``object_list``; 0 for a row freed (or never linked)."""
+        self.objects: list[KmemleakObject | None] = []
+        """The view of each live row (``None`` once the row is freed)."""
+        self.live_count = 0
+
+    def __len__(self) -> int:
+        return len(self.serial)
+
+    def add(self, pointer: int, size: int, min_count: int, *, serial: int,
+            flags: int = OBJECT_ALLOCATED, jiffies: int = 0, pid: int = 0,
+            comm: str = "swapper/0", trace: tuple[int, ...] = ()) -> KmemleakObject:
+        """Append one row (live, count 0, checksum 0) and return its view.  ``O(1)`` amortised."""
+        self.pointer.append(pointer)
+        self.size.append(size)
+        self.min_count.append(min_count)
+        self.count.append(0)
+        self.flags.append(flags)
+        self.excess_ref.append(0)
+        self.checksum.append(0)
+        self.jiffies.append(jiffies)
+        self.pid.append(pid)
+        self.serial.append(serial)
+        self.comm.append(comm)
+        self.trace.append(trace)
+        self.areas.append(())
+        self.live.append(1)
+        self.live_count += 1
+        obj = KmemleakObject.__new__(KmemleakObject)
+        obj._store = self
+        obj._row = len(self.serial) - 1
+        self.objects.append(obj)
+        return obj
+
+    def add_many(self, pointers: Sequence[int], sizes: Sequence[int], min_count: int, *,
+                 first_serial: int, flags: int, jiffies: int, pid: int, comm: str,
+                 trace: tuple[int, ...]) -> list[KmemleakObject]:
+        """Append one row per pointer (consecutive serials, one context) and return the views.
+
+        The same rows as :meth:`add` called once per pointer.  ``O(m)`` for *m* rows.
+        """
+        m = len(pointers)
+        row0 = len(self.serial)
+        self.pointer.extend(pointers)
+        self.size.extend(sizes)
+        for col, value in ((self.min_count, min_count), (self.count, 0), (self.flags, flags),
+                           (self.excess_ref, 0), (self.checksum, 0), (self.jiffies, jiffies),
+                           (self.pid, pid)):
+            col.extend(repeat(value, m))
+        self.serial.extend(range(first_serial, first_serial + m))
+        self.comm.extend(repeat(comm, m))
+        self.trace.extend(repeat(trace, m))
+        self.areas.extend(repeat((), m))
+        self.live += b"\x01" * m
+        self.live_count += m
+        new = KmemleakObject.__new__
+        objs = [new(KmemleakObject) for _ in range(m)]
+        for row, obj in enumerate(objs, row0):
+            obj._store = self
+            obj._row = row
+        self.objects.extend(objs)
+        return objs
+
+    def unlink(self, obj: KmemleakObject) -> None:
+        """Take *obj*'s row out of ``object_list``; *obj* keeps its values in a store of its own.
+
+        Runtime complexity: ``O(1)`` amortised (an occasional ``O(n)`` compaction).
+        """
+        row = obj._row
+        if obj._store is not self or not self.live[row]:
+            return
+        obj._store, obj._row = self._detached(row), 0
+        self.live[row] = 0
+        self.objects[row] = None
+        self.live_count -= 1
+        dead = len(self.serial) - self.live_count
+        if dead > 1024 and dead > self.live_count:
+            self.compact()
+
+    def _detached(self, row: int) -> ObjectStore:
+        one = ObjectStore()
+        for name, _ in self.COLUMNS:
+            getattr(one, name).append(getattr(self, name)[row])
+        one.comm.append(self.comm[row])
+        one.trace.append(self.trace[row])
+        one.areas.append(self.areas[row])
+        one.live.append(0)
+        one.objects.append(None)
+        return one
+
+    def compact(self) -> None:
+        """Drop the free rows, keeping order; live views follow their rows.  ``O(n)``."""
+        keep = self.live_rows()
+        for name, code in self.COLUMNS:
+            col = array(code)
+            col.frombytes(self.column(name)[keep].tobytes())
+            setattr(self, name, col)
+        rows = keep.tolist()
+        self.comm = [self.comm[r] for r in rows]
+        self.trace = [self.trace[r] for r in rows]
+        self.areas = [self.areas[r] for r in rows]
+        objs = [self.objects[r] for r in rows]
+        for new_row, obj in enumerate(objs):
+            assert obj is not None
+            obj._row = new_row
+        self.objects = objs
+        self.live = bytearray(b"\x01") * len(rows)
+
+    def live_rows(self) -> npt.NDArray[np.int64]:
+        """The rows in ``object_list``, in order.  ``O(n)`` (numpy)."""
+        return np.flatnonzero(np.frombuffer(self.live, dtype=np.uint8)).astype(np.int64)
+
+    def live_objects(self) -> list[KmemleakObject]:
+        """The views of the live rows, in order.  ``O(n)`` at C speed."""
+        return list(compress(self.objects, self.live))  # type: ignore[arg-type]
+
+    def column(self, name: str) -> npt.NDArray[Any]:
+        """A numpy copy of one numeric column (uint64 or int64), all rows.  ``O(n)``.
+
+        A copy, not a view: a live view would stop the column from growing.
+        """
+        col = getattr(self, name)
+        return np.frombuffer(col, dtype=np.uint64 if col.typecode == "Q" else np.int64).copy()
+
+    def set_column(self, name: str, rows: npt.NDArray[np.int64], values: npt.NDArray[Any]
+                   ) -> None:
+        """Write *values* into the column at *rows* in place.  ``O(len(rows))`` (numpy)."""
+        col = getattr(self, name)
+        view = np.frombuffer(col, dtype=np.uint64 if col.typecode == "Q" else np.int64)
+        try:
+            view[rows] = values
+        finally:
+            del view  # release the buffer at once so the column can grow again
+
+    def row_of(self, serial: int) -> int | None:
+        """The live row holding *serial*, or ``None``.  ``O(log(n))``."""
+        row = bisect_left(self.serial, serial)
+        if row < len(self.serial) and self.serial[row] == serial and self.live[row]:
+            return row
+        return None
+
+
+class ObjectList:
+    """``object_list``: the live objects in creation order, by serial (a read-only view).
+
+    >>> store = ObjectStore()
+    >>> a = store.add(0x1000, 8, 1, serial=1); b = store.add(0x2000, 8, 1, serial=2)
+    >>> store.unlink(a)
+    >>> ol = ObjectList(store)
+    >>> len(ol), 2 in ol, 1 in ol, ol[2] is b
+    (1, True, False, True)
+    """
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    def __len__(self) -> int:
+        return self.store.live_count
+
+    def __contains__(self, serial: object) -> bool:
+        return type(serial) is int and self.store.row_of(serial) is not None
+
+    def __getitem__(self, serial: int) -> KmemleakObject:
+        row = self.store.row_of(serial)
+        if row is None:
+            raise KeyError(serial)
+        obj = self.store.objects[row]
+        assert obj is not None
+        return obj
+
+    def get(self, serial: int, default: KmemleakObject | None = None) -> KmemleakObject | None:
+        row = self.store.row_of(serial)
+        return default if row is None else self.store.objects[row]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.keys())
+
+    def keys(self) -> list[int]:
+        return [o.serial for o in self.store.live_objects()]
+
+    def values(self) -> list[KmemleakObject]:
+        """The live objects in order (a new list: safe to change the kernel while iterating)."""
+        return self.store.live_objects()
+
+    def items(self) -> list[tuple[int, KmemleakObject]]:
+        return [(o.serial, o) for o in self.store.live_objects()]
+
+
 class KmemleakObject:
-    """kmemleak's metadata for one tracked memory block.
+    """kmemleak's metadata for one tracked memory block: a view of one row of an
+    :class:`ObjectStore`.
 
     The field names are the kernel's.  ``trace`` is the tuple of return
     addresses of the allocation backtrace (the stack-depot entry); ``serial``
-    orders objects by creation, which is ``object_list`` order.
+    orders objects by creation, which is ``object_list`` order.  Built
+    directly, an object gets a one-row store of its own.
     """
 
-    __slots__ = (
-        "areas",
-        "checksum",
-        "comm",
-        "count",
-        "excess_ref",
-        "flags",
-        "jiffies",
-        "min_count",
-        "pid",
-        "pointer",
-        "serial",
-        "size",
-        "trace",
-    )
+    __slots__ = ("_row", "_store")
+
+    _store: ObjectStore
+    _row: int
 
     def __init__(
         self,
@@ -120,20 +354,113 @@ class KmemleakObject:
         comm: str = "swapper/0",
         trace: tuple[int, ...] = (),
     ) -> None:
-        self.pointer = pointer
-        self.size = size
-        self.min_count = min_count
-        self.count = 0
-        self.flags = flags
-        self.excess_ref = 0
-        self.checksum = 0
-        self.jiffies = jiffies
-        self.pid = pid
-        self.comm = comm
-        self.trace = trace
-        # a tuple, most recent first: most objects have none, and () is shared
-        self.areas: tuple[ScanArea, ...] = ()
-        self.serial = serial
+        store = ObjectStore()
+        store.add(pointer, size, min_count, serial=serial, flags=flags, jiffies=jiffies,
+                  pid=pid, comm=comm, trace=trace)
+        store.objects[0] = self
+        self._store, self._row = store, 0
+
+    # One property per field: the column, at this object's row.
+    @property
+    def pointer(self) -> int:
+        return self._store.pointer[self._row]
+
+    @pointer.setter
+    def pointer(self, value: int) -> None:
+        self._store.pointer[self._row] = value
+
+    @property
+    def size(self) -> int:
+        return self._store.size[self._row]
+
+    @size.setter
+    def size(self, value: int) -> None:
+        self._store.size[self._row] = value
+
+    @property
+    def min_count(self) -> int:
+        return self._store.min_count[self._row]
+
+    @min_count.setter
+    def min_count(self, value: int) -> None:
+        self._store.min_count[self._row] = value
+
+    @property
+    def count(self) -> int:
+        return self._store.count[self._row]
+
+    @count.setter
+    def count(self, value: int) -> None:
+        self._store.count[self._row] = value
+
+    @property
+    def flags(self) -> int:
+        return self._store.flags[self._row]
+
+    @flags.setter
+    def flags(self, value: int) -> None:
+        self._store.flags[self._row] = value
+
+    @property
+    def excess_ref(self) -> int:
+        return self._store.excess_ref[self._row]
+
+    @excess_ref.setter
+    def excess_ref(self, value: int) -> None:
+        self._store.excess_ref[self._row] = value
+
+    @property
+    def checksum(self) -> int:
+        return self._store.checksum[self._row]
+
+    @checksum.setter
+    def checksum(self, value: int) -> None:
+        self._store.checksum[self._row] = value
+
+    @property
+    def jiffies(self) -> int:
+        return self._store.jiffies[self._row]
+
+    @jiffies.setter
+    def jiffies(self, value: int) -> None:
+        self._store.jiffies[self._row] = value
+
+    @property
+    def pid(self) -> int:
+        return self._store.pid[self._row]
+
+    @pid.setter
+    def pid(self, value: int) -> None:
+        self._store.pid[self._row] = value
+
+    @property
+    def serial(self) -> int:
+        return self._store.serial[self._row]
+
+    @property
+    def comm(self) -> str:
+        return self._store.comm[self._row]
+
+    @comm.setter
+    def comm(self, value: str) -> None:
+        self._store.comm[self._row] = value
+
+    @property
+    def trace(self) -> tuple[int, ...]:
+        return self._store.trace[self._row]
+
+    @trace.setter
+    def trace(self, value: tuple[int, ...]) -> None:
+        self._store.trace[self._row] = value
+
+    @property
+    def areas(self) -> tuple[ScanArea, ...]:
+        """The scan areas, most recent first (``list_add`` puts a new one at the head)."""
+        return self._store.areas[self._row]
+
+    @areas.setter
+    def areas(self, value: tuple[ScanArea, ...]) -> None:
+        self._store.areas[self._row] = value
 
     @property
     def color(self) -> str:

@@ -26,9 +26,12 @@ This engine reads word by word and is written to be read beside the kernel.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
+
+import numpy as np
+import numpy.typing as npt
 
 from . import faults
 from .object import (
@@ -41,6 +44,7 @@ from .object import (
     OBJECT_PHYS,
     OBJECT_REPORTED,
     KmemleakObject,
+    ObjectStore,
     color_gray,
     color_white,
     crc32,
@@ -130,8 +134,8 @@ class ScanResult:
     """
 
     jiffies: int
-    new_leaks: tuple[ObjectRecord, ...]
-    unreferenced: tuple[ObjectRecord, ...]
+    new_leaks: Sequence[ObjectRecord]
+    unreferenced: Sequence[ObjectRecord]
     checksum_spared: tuple[int, ...]
     """Pointers of white objects the checksum pass grayed for this scan."""
     too_young: tuple[int, ...]
@@ -320,21 +324,25 @@ def whiten(kl: Kmemleak) -> list[KmemleakObject]:
     """Step 1: capture ``jiffies_last_scan``, reset every count; return the initial gray list.
 
     Phys objects outside lowmem are painted black here, once and for all.
-    Runtime complexity: ``O(n)``.
+    Runtime complexity: ``O(n)`` (numpy over the store's columns).
     """
     k = kl.k
     kl.jiffies_last_scan = k.jiffies & k.arch.word_mask
     min_low_pfn, max_low_pfn = k.lowmem_pfn_range()
-    gray: list[KmemleakObject] = []
-    for obj in kl.object_list.values():
-        if obj.flags & OBJECT_PHYS and not obj.flags & OBJECT_NO_SCAN:
-            pfn_lo, pfn_hi = obj.pointer >> 12, (obj.pointer + obj.size) >> 12
-            if pfn_lo < min_low_pfn or pfn_hi > max_low_pfn:
-                paint_it(obj, KMEMLEAK_BLACK)
-        obj.count = 0
-        if color_gray(obj):
-            gray.append(obj)
-    return gray
+    store = kl.store
+    rows = store.live_rows()
+    flags = store.column("flags")[rows]
+    phys = np.flatnonzero((flags & OBJECT_PHYS != 0) & (flags & OBJECT_NO_SCAN == 0))
+    for i in phys.tolist():  # few: memblock reservations
+        obj = store.objects[int(rows[i])]
+        assert obj is not None
+        pfn_lo, pfn_hi = obj.pointer >> 12, (obj.pointer + obj.size) >> 12
+        if pfn_lo < min_low_pfn or pfn_hi > max_low_pfn:
+            paint_it(obj, KMEMLEAK_BLACK)
+    store.set_column("count", rows, np.zeros(len(rows), dtype=np.int64))
+    # color_gray with count 0: min_count == 0
+    gray = rows[store.column("min_count")[rows] == 0]
+    return [store.objects[r] for r in gray.tolist()]
 
 
 def direct_root_ranges(kl: Kmemleak) -> list[RootRange]:
@@ -373,46 +381,152 @@ def update_checksum(kl: Kmemleak, obj: KmemleakObject) -> bool:
     return obj.checksum != old
 
 
+def unreferenced_rows(kl: Kmemleak, rows: npt.NDArray[np.int64]
+                      ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """:meth:`Kmemleak.unreferenced_object` over *rows* of the store, and which of them are
+    white: ``(unreferenced, white)``.  ``O(len(rows))`` (numpy)."""
+    store = kl.store
+    count = store.column("count")[rows]
+    min_count = store.column("min_count")[rows]
+    white = (count != KMEMLEAK_BLACK) & (count < min_count)
+    allocated = store.column("flags")[rows] & OBJECT_ALLOCATED != 0
+    if faults.ACTIVE and "min_age_ignored" in faults.ACTIVE:
+        return white & allocated, white
+    # time_before_eq(jiffies + jiffies_min_age, jiffies_last_scan) on unsigned long
+    mask = np.uint64(kl.k.arch.word_mask)
+    born = (store.column("jiffies")[rows] + np.uint64(kl.jiffies_min_age)) & mask
+    diff = (np.uint64(kl.jiffies_last_scan) - born) & mask
+    old = diff < np.uint64(1 << (kl.k.arch.word_mask.bit_length() - 1))
+    return white & allocated & old, white
+
+
+def listed_rows(kl: Kmemleak) -> npt.NDArray[np.int64]:
+    """The store rows a debugfs read lists: reported and still unreferenced, in order.
+
+    Runtime complexity: ``O(N)`` (numpy).
+    """
+    rows = kl.store.live_rows()
+    unref, _ = unreferenced_rows(kl, rows)
+    listed: npt.NDArray[np.int64] = rows[unref & (kl.store.column("flags")[rows]
+                                                  & OBJECT_REPORTED != 0)]
+    return listed
+
+
 def report(kl: Kmemleak, spared: list[int], words: int, roots: list[RootRange],
            grayed_by: Mapping[int, GrayedBy], engine: str) -> ScanResult:
     """Step 5: flag new leaks ``OBJECT_REPORTED``, log the summary, build the result.
 
-    Runtime complexity: ``O(N)``, plus ``O(L)`` records for ``L`` listed leaks.
+    Runtime complexity: ``O(N)`` (numpy over the store's columns); the
+    records are built on access (:class:`RecordSnapshot`).
     """
     interrupted = not kl.kmemleak_enabled
-    new: list[KmemleakObject] = []
+    store = kl.store
+    rows = store.live_rows()
+    unref, white_mask = unreferenced_rows(kl, rows)
+    min_count = store.column("min_count")[rows]
+    white = int(white_mask.sum())
+    gray = int(((min_count != KMEMLEAK_BLACK) & (store.column("count")[rows] >= min_count)).sum())
+    new: npt.NDArray[np.int64] = rows[:0]
     young: list[int] = []
-    objs = list(kl.object_list.values())
-    # color_white and color_gray, inlined: this runs over every object
-    whites = [o for o in objs if o.count != KMEMLEAK_BLACK and o.count < o.min_count]
-    white = len(whites)
-    gray = sum(1 for o in objs if o.min_count != KMEMLEAK_BLACK and o.count >= o.min_count)
     if not interrupted:
-        for obj in whites:
-            if kl.unreferenced_object(obj):
-                if not obj.flags & OBJECT_REPORTED:
-                    obj.flags |= OBJECT_REPORTED
-                    new.append(obj)
-                    if kl.kmemleak_verbose:
-                        kl.print_unreferenced_to_log(obj)
-            elif obj.flags & OBJECT_ALLOCATED:
-                young.append(obj.pointer)
-        if new:
+        flags = store.column("flags")[rows]
+        new = rows[unref & (flags & OBJECT_REPORTED == 0)]
+        store.set_column("flags", new, flags[unref & (flags & OBJECT_REPORTED == 0)]
+                         | OBJECT_REPORTED)
+        if kl.kmemleak_verbose:
+            for r in new.tolist():
+                obj = store.objects[r]
+                assert obj is not None
+                kl.print_unreferenced_to_log(obj)
+        young = store.column("pointer")[rows[white_mask & ~unref & (flags & OBJECT_ALLOCATED != 0)]
+                                        ].tolist()
+        if len(new):
             kl.kmemleak_found_leaks = True
             kl.info(f"{len(new)} new suspected memory leaks (see /sys/kernel/debug/kmemleak)")
     return ScanResult(
         jiffies=kl.jiffies_last_scan,
-        new_leaks=tuple(kl.record(o) for o in new),
-        unreferenced=tuple(kl.record(o) for o in kl.reported_unreferenced()),
+        new_leaks=RecordSnapshot(store, new),
+        unreferenced=RecordSnapshot(store, listed_rows(kl)),
         checksum_spared=tuple(spared),
         too_young=tuple(young),
-        gray=gray, white=white, black=len(objs) - white - gray,
+        gray=gray, white=white, black=len(rows) - white - gray,
         words_scanned=words,
         root_ranges=tuple(roots),
         grayed_by=grayed_by,
         interrupted=interrupted,
         engine=engine,
     )
+
+
+class RecordSnapshot(Sequence["ObjectRecord"]):
+    """The :class:`ObjectRecord` of each of some objects as they were when taken; each
+    record is built when first read.
+
+    A scan of a kernel-sized heap can list a hundred thousand leaks, and most
+    callers count them or read a few: taking the snapshot copies the rows'
+    columns (numpy), not a record per object.  Compares equal to any sequence
+    of the same records (a tuple included).
+    """
+
+    __slots__ = ("_areas", "_cols", "_comm", "_records", "_trace")
+
+    _FIELDS = ("pointer", "size", "min_count", "count", "flags", "excess_ref", "checksum",
+               "jiffies", "pid")
+
+    def __init__(self, store: ObjectStore, rows: npt.NDArray[np.int64]) -> None:
+        self._cols = {name: store.column(name)[rows] for name in self._FIELDS}
+        picked = rows.tolist()
+        self._comm = [store.comm[r] for r in picked]
+        self._trace = [store.trace[r] for r in picked]
+        self._areas = [store.areas[r] for r in picked]
+        self._records: list[ObjectRecord | None] = [None] * len(picked)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @overload
+    def __getitem__(self, i: int) -> ObjectRecord: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[ObjectRecord, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> ObjectRecord | tuple[ObjectRecord, ...]:
+        if isinstance(i, slice):
+            return tuple(self[j] for j in range(*i.indices(len(self))))
+        if not -len(self) <= i < len(self):
+            raise IndexError("record index out of range")
+        i %= len(self)
+        rec = self._records[i]
+        if rec is None:
+            rec = self._records[i] = self._build(i)
+        return rec
+
+    def _build(self, i: int) -> ObjectRecord:
+        from .hooks import ObjectRecord
+
+        v = {name: int(col[i]) for name, col in self._cols.items()}
+        flags, count, min_count = v["flags"], v["count"], v["min_count"]
+        if count != KMEMLEAK_BLACK and count < min_count:
+            color = "white"
+        elif min_count != KMEMLEAK_BLACK and count >= min_count:
+            color = "gray"
+        else:
+            color = "black"
+        tree = "phys" if flags & OBJECT_PHYS else (
+            "percpu" if flags & OBJECT_PERCPU else "virtual")
+        return ObjectRecord(
+            **v, comm=self._comm[i], areas=tuple((a.start, a.size) for a in self._areas[i]),
+            trace=self._trace[i], color=color, reported=bool(flags & OBJECT_REPORTED), tree=tree)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
 
 
 def kmemleak_scan(kl: Kmemleak, observer: Callable[[str, object], None] | None = None,
@@ -435,7 +549,6 @@ def kmemleak_scan(kl: Kmemleak, observer: Callable[[str, object], None] | None =
     if engine == "fast" and observer is None and not faults.ACTIVE and kl.kmemleak_enabled:
         from .fastscan import fast_scan
 
-        objs = list(kl.object_list.values())
         gray0 = whiten(kl)
         roots = direct_root_ranges(kl)
         # fast_scan decides whether it can answer before it changes anything;
@@ -443,5 +556,5 @@ def kmemleak_scan(kl: Kmemleak, observer: Callable[[str, object], None] | None =
         done = fast_scan(kl, gray0, roots)
         if done is not None:
             spared, grayed_by, words = done
-            return report(kl, [objs[i].pointer for i in spared], words, roots, grayed_by, "fast")
+            return report(kl, spared, words, roots, grayed_by, "fast")
     return _Scanner(kl, observer).run()
