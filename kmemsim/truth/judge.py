@@ -32,6 +32,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..kmemleak.hooks import time_before_eq
 from ..kmemleak.object import (
     OBJECT_FULL_SCAN,
@@ -42,6 +44,7 @@ from ..kmemleak.object import (
     KmemleakObject,
     color_gray,
 )
+from ..kmemleak.scan import unreferenced_rows
 from .model import Block, Edge
 
 if TYPE_CHECKING:
@@ -318,19 +321,37 @@ class _Judge:
     # -- the whole judgement ---------------------------------------------------
     def run(self) -> Judgement:
         kl, scan = self.kl, self.scan
-        verdicts: dict[int, Verdict] = {}
-        unreachable: dict[int, KmemleakObject] = {}
+        store = kl.store
+        rows = store.live_rows()
+        objs = store.live_objects()
+        flags = store.column("flags")[rows]
+        pointer = store.column("pointer")[rows]
+        listed, _ = unreferenced_rows(kl, rows)
+        reported = listed & (flags & OBJECT_REPORTED != 0)
         reach = self.reach
-        for obj in kl.object_list.values():
+        # The common case, found for all objects at once: a virtual object that starts
+        # a reachable block and is not reported is a true negative.
+        addr = pointer | np.uint64(0xFF00_0000_0000_0000) if self.k.arch.top_byte_tags \
+            else pointer
+        bases = np.fromiter(reach, dtype=np.uint64, count=len(reach))
+        plain_tn = ((flags & (OBJECT_PERCPU | OBJECT_PHYS) == 0) & ~reported
+                    & np.isin(addr, bases))
+        pointers = pointer.tolist()
+        sizes = store.column("size")[rows].tolist()
+        out: list[Verdict | None] = [None] * len(objs)
+        for i in np.flatnonzero(plain_tn).tolist():
+            out[i] = Verdict(pointers[i], sizes[i], TRUE_NEGATIVE, "reachable",
+                             "reachable from a real root", True, False)
+        unreachable: dict[int, KmemleakObject] = {}
+        for i in np.flatnonzero(~plain_tn).tolist():
+            obj = objs[i]
             block = self.block_of(obj)
             reachable = block.base in reach if block is not None else self.reachable(obj, None)
-            reported = bool(obj.flags & OBJECT_REPORTED) and kl.unreferenced_object(obj)
-            if reachable and not reported:  # the common case, kept cheap
-                verdicts[obj.pointer] = _true_negative(obj)
-                continue
             if not reachable and block is not None:
                 unreachable[block.base] = obj
-            verdicts[obj.pointer] = self.verdict(obj, block, reachable, reported)
+            out[i] = self.verdict(obj, block, reachable, bool(reported[i]))
+        # object_list order; a pointer met twice keeps its first place and its last verdict
+        verdicts: dict[int, Verdict] = dict(zip(pointers, out, strict=True))  # type: ignore[arg-type]
         groups = self.leak_groups(unreachable)
         leak_of: dict[int, tuple[str, int]] = {}
         for g in groups:
