@@ -258,6 +258,9 @@ class Kernel:
         self.modules: dict[str, LoadedModule] = {}
         self._code_symbols: dict[CodeType, ModuleSymbol] = {}
         self._kernel_frames: list[int] = []
+        # The stack depot: each distinct backtrace is kept once, shared by every object
+        # allocated from the same place (lib/stackdepot.c deduplicates the same way).
+        self._stack_depot: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._irq: str | None = None
         self.tasks: list[Task] = []
         self._next_pid = 1100
@@ -640,7 +643,8 @@ class Kernel:
         trace = list(reversed(self._kernel_frames))
         trace += self._python_trace()
         trace += self.current.context
-        return tuple(trace[:MAX_TRACE])
+        t = tuple(trace[:MAX_TRACE])
+        return self._stack_depot.setdefault(t, t)
 
     def symbolize(self, addr: int) -> str:
         """``%pS`` of *addr*: ``name+0xoff/0xlen [module]``, or ``0x<addr>`` when unknown."""
