@@ -5,15 +5,16 @@ region once as a zero-copy ``uint64`` (or ``uint32``) view, keeps the words
 that fall in an address window, finds the range each word lies in (its
 *source*: an object's scanned range or a root range) and the object it points
 into (its *target*), and so turns memory into an edge list sorted the way
-``scan_block`` meets the words.  The object metadata is read once into numpy
-columns (pointer, size, flags, scan areas), so building the ranges and the
-trees' sorted starts needs no Python loop over plain objects.
+``scan_block`` meets the words.  The object metadata comes from kmemleak's column store
+(:class:`~kmemsim.kmemleak.object.ObjectStore`), so building the ranges and
+the trees' sorted starts needs no Python loop over plain objects.
 
 The gray list is then drained over the edge list in the kernel's order (the
-root ranges, then the gray list, first in first out), one Python step per
-edge: each object gets the kernel's ``count`` and each surplus reference the
-kernel's ``excess_ref`` forwarding, which depends on that order.  The
-checksum pass and the second drain follow, as in the kernel.
+root ranges, then the gray list, first in first out), wave by wave with
+numpy (:mod:`.drain`): each object gets the kernel's ``count`` and each
+surplus reference the kernel's ``excess_ref`` forwarding, which depends on
+that order.  The checksum pass and the second drain follow, as in the
+kernel, and the counts go back to the store as one column write.
 
 A few exotic states where the edge list is not enough (an ``excess_ref``
 into the middle of an object, overlapping scan areas, unaligned objects
@@ -22,13 +23,13 @@ runs the reference scan instead.
 
 Complexity: ``O(W + E log(E) + N log(N))`` for ``W`` words of mapped memory
 in the regions holding sources, ``E`` candidate words and ``N`` objects;
-the ``O(N + E)`` drain is the only per-edge Python loop.
+the drain is ``O(N + E)`` numpy work, plus a Python step per row of the
+narrow waves a long linked list makes.
 """
 
 from __future__ import annotations
 
 import sys
-from collections import deque
 from collections.abc import Mapping, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from .drain import drain_gray_list
 from .object import (
     OBJECT_ALLOCATED,
     OBJECT_FULL_SCAN,
@@ -233,7 +235,8 @@ class _FastScanner:
         pmin, pmax = U64(kl.min_percpu_addr), U64(kl.max_percpu_addr)
         tagmask = U64(0xFF00_0000_0000_0000) if self.k.arch.top_byte_tags else None
         edges = _Edges()
-        if not len(src_st):
+        windows = [(lo, hi) for lo, hi in ((vmin, vmax), (pmin, pmax)) if lo < hi]
+        if not len(src_st) or not windows:
             return edges.arrays()
         for region in self.k.memory.regions():
             lo = int(np.searchsorted(src_en, U64(region.start), side="right"))
@@ -249,7 +252,7 @@ class _FastScanner:
             words = np.frombuffer(region.data, dtype=dt, count=nwords,
                                   offset=first - region.start).astype(U64, copy=False)
             vals = words | tagmask if tagmask is not None else words
-            cand = np.flatnonzero(((vals >= vmin) & (vals < vmax)) | ((vals >= pmin) & (vals < pmax)))
+            cand = np.flatnonzero(_in_windows(vals, windows))
             if not len(cand):
                 continue
             addr = U64(first) + cand.astype(U64) * U64(ws)
@@ -281,101 +284,64 @@ class _FastScanner:
 
         Edges are ordered by source, then by address, so a source's references
         are met in the order ``scan_block`` meets them; sources are taken from
-        a FIFO in the kernel's order (roots, then the gray list).  Each object
+        a FIFO in the kernel's order (roots, then the gray list), wave by wave
+        (:func:`~kmemsim.kmemleak.drain.drain_gray_list`).  Each object
         therefore gets the kernel's count, and each surplus reference the
-        kernel's forwarding.  Runtime complexity: ``O(E log E)`` for the sort,
-        then ``O(N + E)`` Python steps.
+        kernel's forwarding.  Runtime complexity: ``O(E log(E))`` for the sort,
+        then ``O(N + E)`` numpy work, plus Python steps for narrow waves.
         """
         kl, k, n, objs = self.kl, self.k, self.n, self.objs
         src, dst, addr, value, seq = self.collect()
         # excess_ref targets, resolved by exact lookup as the kernel does.
-        fwd = [-1] * n
+        fwd = np.full(n, -1, dtype=I64)
         for i in np.flatnonzero(self.excess_ref).tolist():
-            o = objs[i]
-            if o.excess_ref:
-                t = kl.object_tree_root.lookup(k.arch.untag(o.excess_ref))
-                if t is None:
-                    continue
-                if k.arch.untag(t.pointer) != k.arch.untag(o.excess_ref):
-                    raise _Fallback("excess_ref into the middle of an object (alias warning)")
-                fwd[i] = self.position(t)
+            t = kl.object_tree_root.lookup(k.arch.untag(int(self.excess_ref[i])))
+            if t is None:
+                continue
+            if k.arch.untag(t.pointer) != k.arch.untag(int(self.excess_ref[i])):
+                raise _Fallback("excess_ref into the middle of an object (alias warning)")
+            fwd[i] = self.position(t)
         nroots = len(self.roots)
         # rows: root i is row i (kernel order), object j is row nroots + j
         row = np.where(src < 0, -1 - src, src + nroots)
         order = np.lexsort((addr, seq, row))  # by source, its ranges in scan order, address
-        dst_l = dst[order].tolist()
-        indptr = np.concatenate(([0], np.cumsum(np.bincount(row, minlength=n + nroots))))
-        ptr = indptr.tolist()
-
-        min_count = self.min_count.tolist()
+        indptr = np.zeros(n + nroots + 1, dtype=I64)
+        np.cumsum(np.bincount(row, minlength=n + nroots), out=indptr[1:])
+        mc = self.min_count
         # need[t]: references object t still needs to turn gray (count = min_count - need);
-        # 0 is gray, -1 black.  One list instead of count, gray and min_count keeps the
-        # per-edge step to a load, a compare and a store.
-        need = [m if m > 0 else (0 if m == 0 else -1) for m in min_count]
+        # 0 is gray, -1 black
+        need = np.where(mc > 0, mc, np.where(mc == 0, 0, -1)).astype(I64)
         # the row that grayed each object and the object its word points to (for the
-        # word itself, found afterwards with numpy): the loop only stores two ints
-        gray_row = [-1] * n
-        gray_dst = [0] * n
-        first = [i for i, m in enumerate(min_count) if m == 0]
+        # word itself, found afterwards with numpy)
+        gray_row = np.full(n, -1, dtype=I64)
+        gray_dst = np.zeros(n, dtype=I64)
+        first = np.flatnonzero(mc == 0)
         if len(first) != len(gray0):  # whiten's gray list is exactly min_count 0
-            first = [self.position(o) for o in gray0]
-        # The queue holds rows: the root ranges first (scanned before the gray list), then
-        # the initial gray list, then whatever turns gray, in order: the kernel's order.
-        queue: deque[int] = deque(range(nroots))
-        queue.extend(nroots + j for j in first)
+            first = np.array([self.position(o) for o in gray0], dtype=I64)
+        # The FIFO: the root ranges first (scanned before the gray list), then the
+        # initial gray list, then whatever turns gray, in order: the kernel's order.
+        queue = np.concatenate((np.arange(nroots, dtype=I64), nroots + first.astype(I64)))
         # done[r]: row r was scanned, or is never scanned (OBJECT_NO_SCAN)
-        done = [False] * nroots + (self.flags & OBJECT_NO_SCAN != 0).tolist()
-        scanned = [False] * (nroots + n)
-
-        def drain() -> None:
-            popleft, append = queue.popleft, queue.append
-            while queue:
-                r = popleft()
-                if done[r]:
-                    continue
-                done[r] = scanned[r] = True
-                s = r - nroots if r >= nroots else -1 - r
-                # update_refs inlined: this loop runs once per edge
-                for t in dst_l[ptr[r]:ptr[r + 1]]:
-                    nd = need[t]
-                    if nd > 1:
-                        need[t] = nd - 1
-                        continue
-                    u = t
-                    if nd == 0:  # gray: only the surplus is forwarded, not to the scanner
-                        u = fwd[t]
-                        if u < 0 or u == s:
-                            continue
-                        nd = need[u]
-                        if nd > 1:
-                            need[u] = nd - 1
-                            continue
-                    if nd == 1:
-                        need[u] = 0
-                        gray_row[u] = r
-                        gray_dst[u] = t
-                        append(nroots + u)
-
-        drain()
+        done = np.concatenate((np.zeros(nroots, dtype=bool), self.flags & OBJECT_NO_SCAN != 0))
+        never = done.copy()
+        dst_o = dst[order]
+        drain_gray_list(queue, indptr, dst_o, need, fwd, done, gray_row, gray_dst, nroots)
         # the checksum pass, in object_list order, then the second drain
         store = kl.store
-        mc = self.min_count
-        store.set_column("count", self.rows, np.where(mc > 0, mc - np.array(need, dtype=I64), 0))
+        store.set_column("count", self.rows, np.where(mc > 0, mc - need, 0))
         spared: list[int] = []
         # need > 0: count < min_count, so white; only allocated ones are checksummed
-        for i in np.flatnonzero((np.array(need) > 0) & (self.flags & OBJECT_ALLOCATED != 0)
-                                ).tolist():
+        for i in np.flatnonzero((need > 0) & (self.flags & OBJECT_ALLOCATED != 0)).tolist():
             if update_checksum(kl, objs[i]):
-                objs[i].count = min_count[i]
                 spared.append(i)
                 need[i] = 0
-                queue.append(nroots + i)
-        drain()
-        store.set_column("count", self.rows, np.where(mc > 0, mc - np.array(need, dtype=I64), 0))
-        grayed_by = self._grayed_by(np.array(gray_row, dtype=I64),
-                                    np.array(gray_dst, dtype=I64), row[order], dst[order],
-                                    addr[order], value[order])
-        return self.pointer[spared].tolist(), grayed_by, self._words_read(scanned[nroots:])
+        drain_gray_list(nroots + np.array(spared, dtype=I64), indptr, dst_o, need, fwd, done,
+                        gray_row, gray_dst, nroots)
+        store.set_column("count", self.rows, np.where(mc > 0, mc - need, 0))
+        grayed_by = self._grayed_by(gray_row, gray_dst, row[order], dst_o, addr[order],
+                                    value[order])
+        return (self.pointer[spared].tolist(), grayed_by,
+                self._words_read((done & ~never)[nroots:]))
 
     def _grayed_by(self, gray_row: _Arr, gray_dst: _Arr, edge_row: _Arr, edge_dst: _Arr,
                    edge_addr: _Arr, edge_value: _Arr) -> GrayedByMap:
@@ -393,13 +359,13 @@ class _FastScanner:
         return GrayedByMap(self.pointer[grayed], edge_addr[e], edge_value[e], sources,
                            self.pointer, [r.kind for r in self.roots])
 
-    def _words_read(self, scanned: list[bool]) -> int:
+    def _words_read(self, scanned: _Arr) -> int:
         """How many aligned words the reference scan would have read.  ``O(N)``."""
         k, ws = self.k, self.ws
         total = 0
         for r in self.roots:
             total += _aligned_words(r.start, r.end, ws)
-        done = np.array(scanned, dtype=bool)
+        done = scanned
         plain = done & self.plain
         st = self.pointer[plain]
         first = (st + U64(ws - 1)) & ~U64(ws - 1)
@@ -416,6 +382,16 @@ class _FastScanner:
             else:
                 total += sum(_aligned_words(a.start, a.start + a.size, ws) for a in obj.areas)
         return total
+
+
+def _in_windows(vals: _Arr, windows: list[tuple[np.uint64, np.uint64]]) -> _Arr:
+    """``lo <= v < hi`` for any non-empty window: one subtraction and one compare per
+    window (unsigned wrap-around puts values below ``lo`` above ``hi - lo``)."""
+    (lo, hi), *rest = windows
+    mask = (vals - lo) < (hi - lo)
+    for lo, hi in rest:
+        mask |= (vals - lo) < (hi - lo)
+    return mask
 
 
 def _aligned_words(start: int, end: int, ws: int) -> int:
