@@ -45,10 +45,12 @@ def test_add_many_gives_the_rows_of_add_one_by_one() -> None:
     ctx = {"flags": OBJECT_ALLOCATED, "jiffies": 77, "pid": 9, "comm": "kworker", "trace": (4,)}
     for i, (p, n) in enumerate([(0x1000, 8), (0x2000, 16), (0x3000, 24)]):
         one.add(p, n, 1, serial=10 + i, **ctx)  # type: ignore[arg-type]
-    objs = many.add_many([0x1000, 0x2000, 0x3000], [8, 16, 24], 1, first_serial=10,
+    rows = many.add_many([0x1000, 0x2000, 0x3000], [8, 16, 24], 1, first_serial=10,
                          **ctx)  # type: ignore[arg-type]
-    assert [values(o) for o in objs] == [values(o) for o in one.live_objects()]
-    assert many.live_count == 3 and [o._row for o in objs] == [0, 1, 2]
+    assert list(rows) == [0, 1, 2] and many.live_count == 3
+    assert many.objects == [None, None, None]          # views are made when asked for
+    assert [values(many.view(r)) for r in rows] == [values(o) for o in one.live_objects()]
+    assert many.view(1) is many.view(1)
 
 
 def test_a_freed_object_keeps_its_values_and_leaves_object_list() -> None:
@@ -85,12 +87,16 @@ def test_object_list_is_the_live_rows_in_creation_order_through_compaction(
             o = live.pop(v % len(live))
             store.unlink(o)
             assert (o.pointer, o.count) == model.pop(o.serial)   # detached with its values
+            if store.wants_compaction():
+                new_row = store.compact()
+                assert all(new_row[x._row] == -1 for x in [o])   # its old row is dropped
     ol = ObjectList(store)
     assert ol.keys() == sorted(model)
     assert [(o.pointer, o.count) for o in ol.values()] == [model[s] for s in sorted(model)]
     assert len(ol) == len(model)
     # compaction keeps the store proportional to the live objects
     assert len(store) <= max(2 * len(model), len(model) + 1025)
+    assert all(x._store is store and store.view(x._row) is x for x in live)
     for s in model:
         assert ol[s].serial == s and ol.get(s) is ol[s]
     with pytest.raises(KeyError):
@@ -104,12 +110,33 @@ def test_compaction_moves_rows_not_values() -> None:
         o.checksum = o.serial * 7
     for o in objs[:2500]:
         store.unlink(o)
-    assert len(store) < 3000          # compacted: free rows dropped
+    assert store.wants_compaction()
+    new_row = store.compact()
+    assert new_row[:2500].tolist() == [-1] * 2500 and new_row[2500:].tolist() == list(range(500))
+    assert len(store) == 500          # compacted: free rows dropped
     kept = objs[2500:]
     assert [o._row for o in kept] == list(range(len(store)))[-len(kept):]
     assert all(o.checksum == o.serial * 7 and o._store is store for o in kept)
     assert all(o.checksum == o.serial * 7 and o._store is not store for o in objs[:2500])
     assert [o.serial for o in store.live_objects()] == [o.serial for o in kept]
+
+
+def test_trees_follow_compaction_in_a_kernel() -> None:
+    k = Kernel(seed=1)
+    kl = k.kmemleak
+    keep = k.kmalloc_bulk([64] * 500)
+    gone = k.kmalloc_bulk([32] * 3000)
+    before = len(kl.store)
+    for p in gone:
+        k.kfree(p)
+    assert len(kl.store) < before          # compacted along the way
+    kl._check()
+    assert all(kl.find(p + 8).pointer == p for p in keep)   # type: ignore[union-attr]
+    assert all(kl.find(p) is None for p in gone)
+    k.sleep(10)
+    kl.scan()                              # poisoned: the checksum pass spares them once
+    listed = {r.pointer for r in kl.scan().unreferenced}
+    assert set(keep) <= listed and not listed & set(gone)
 
 
 def test_scan_records_are_snapshots_of_the_end_of_that_scan() -> None:

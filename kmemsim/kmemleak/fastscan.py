@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,7 +57,6 @@ _NATIVE_LITTLE = sys.byteorder == "little"
 
 
 _Arr = npt.NDArray[Any]
-_AREAS = attrgetter("areas")
 
 
 class _Fallback(Exception):
@@ -96,25 +94,27 @@ class _FastScanner:
         self.kl = kl
         self.k = kl.k
         store = kl.store
-        self.rows = store.live_rows()
         # the live objects, in object_list order: position i is store row rows[i]
-        self.objs = store.live_objects()
+        self.rows = store.live_rows()
+        self.position_of_row = np.full(len(store), -1, dtype=I64)
+        self.position_of_row[self.rows] = np.arange(len(self.rows), dtype=I64)
+        self.size_of_row = store.column("size")
         self.roots = roots
-        self.n = len(self.objs)
+        self.n = len(self.rows)
         self.ws = self.k.arch.word_size
         # Columns of the object metadata, gathered from the store: the vectorised phases
         # work on these.
         rows = self.rows
         self.pointer = store.column("pointer")[rows]
-        self.size = store.column("size")[rows]
+        self.size = self.size_of_row[rows]
         self.flags = store.column("flags")[rows]
         self.min_count = store.column("min_count")[rows]
         self.excess_ref = store.column("excess_ref")[rows]
         if store.areas.count(()) == len(store.areas):  # C speed: () is shared
             self.has_areas = np.zeros(self.n, dtype=bool)
         else:
-            self.has_areas = np.fromiter(map(bool, map(_AREAS, self.objs)), dtype=bool,
-                                         count=self.n)
+            self.has_areas = np.fromiter(map(bool, map(store.areas.__getitem__, rows.tolist())),
+                                         dtype=bool, count=self.n)
         if self.k.arch.top_byte_tags:
             self.untagged = self.pointer | U64(0xFF00_0000_0000_0000)
         else:
@@ -126,8 +126,12 @@ class _FastScanner:
                       & (~self.has_areas | (f & OBJECT_FULL_SCAN != 0)))
 
     def position(self, obj: KmemleakObject) -> int:
-        """*obj*'s position in ``object_list`` (a live object).  ``O(log(n))``."""
-        return int(np.searchsorted(self.rows, obj._row))
+        """*obj*'s position in ``object_list`` (a live object).  ``O(1)``."""
+        return int(self.position_of_row[obj._row])
+
+    def obj(self, i: int) -> KmemleakObject:
+        """The object at position *i* of ``object_list``.  ``O(1)``."""
+        return self.kl.store.view(int(self.rows[i]))
 
     # -- sources: what would be read if its owner were gray -----------------
     def sources(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64],
@@ -152,7 +156,7 @@ class _FastScanner:
         f = self.flags
         special = (f & OBJECT_ALLOCATED != 0) & (f & OBJECT_NO_SCAN == 0) & ~self.plain
         for i in np.flatnonzero(special).tolist():
-            obj = self.objs[i]
+            obj = self.obj(i)
             if obj.flags & OBJECT_PERCPU:
                 for cpu in k.possible_cpus():
                     s = obj.pointer + k.per_cpu_offset(cpu)
@@ -194,29 +198,12 @@ class _FastScanner:
                                              npt.NDArray[np.int64]]:
         """The tree's objects sorted by start: ``start, end, position in object_list``.
 
-        The tree holds exactly the listed objects of its kind with a non-zero
-        size, so the columns give it without walking the tree; if that ever
-        does not hold, the tree itself is read.  ``O(N log(N))``.
+        The tree keeps its starts sorted, with their store rows.  ``O(N)``.
         """
         kl = self.kl
         tree = kl.object_percpu_tree_root if percpu else kl.object_tree_root
-        kind = (self.flags & OBJECT_PERCPU != 0) if percpu else (
-            self.flags & (OBJECT_PERCPU | OBJECT_PHYS) == 0)
-        members = np.flatnonzero(kind & (self.size > 0))
-        if len(members) == len(tree._by_start):
-            starts = self.untagged[members]
-            order = np.argsort(starts, kind="stable")
-            idx = members[order].astype(I64)
-            starts = starts[order]
-            return starts, starts + self.size[idx], idx
-        sd = tree._by_start
-        keys = list(sd.keys())
-        objs = list(map(sd.__getitem__, keys))  # SortedDict is a dict: C-speed lookups
-        starts = _u64(keys)
-        ends = starts + np.fromiter((o.size for o in objs), dtype=U64, count=len(objs))
-        idx = np.searchsorted(self.rows, np.fromiter((o._row for o in objs), dtype=I64,
-                                                      count=len(objs))).astype(I64)
-        return starts, ends, idx
+        starts, rows = tree.sorted_rows()
+        return starts, starts + self.size_of_row[rows], self.position_of_row[rows]
 
     def collect(self) -> tuple[_Arr, _Arr, _Arr, _Arr, _Arr]:
         """Every candidate word inside a source range: source, target, address, value, rank.
@@ -290,7 +277,7 @@ class _FastScanner:
         kernel's forwarding.  Runtime complexity: ``O(E log(E))`` for the sort,
         then ``O(N + E)`` numpy work, plus Python steps for narrow waves.
         """
-        kl, k, n, objs = self.kl, self.k, self.n, self.objs
+        kl, k, n = self.kl, self.k, self.n
         src, dst, addr, value, seq = self.collect()
         # excess_ref targets, resolved by exact lookup as the kernel does.
         fwd = np.full(n, -1, dtype=I64)
@@ -332,7 +319,7 @@ class _FastScanner:
         spared: list[int] = []
         # need > 0: count < min_count, so white; only allocated ones are checksummed
         for i in np.flatnonzero((need > 0) & (self.flags & OBJECT_ALLOCATED != 0)).tolist():
-            if update_checksum(kl, objs[i]):
+            if update_checksum(kl, self.obj(i)):
                 spared.append(i)
                 need[i] = 0
         drain_gray_list(nroots + np.array(spared, dtype=I64), indptr, dst_o, need, fwd, done,
@@ -373,7 +360,7 @@ class _FastScanner:
         fits = end >= first + U64(ws)
         total += int(((end[fits] - first[fits]) // U64(ws)).sum())
         for i in np.flatnonzero(done & ~self.plain).tolist():
-            obj = self.objs[i]
+            obj = self.obj(i)
             if obj.flags & OBJECT_PERCPU:
                 total += _aligned_words(0, obj.size, ws) * len(k.possible_cpus())
             elif not obj.areas or obj.flags & OBJECT_FULL_SCAN:

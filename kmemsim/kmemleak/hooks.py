@@ -159,9 +159,9 @@ class Kmemleak:
         self.store = ObjectStore()
         """Every object's fields, as columns (``object_list`` is a view of its live rows)."""
         self.object_list = ObjectList(self.store)
-        self.object_tree_root = ObjectTree("object_tree_root")
-        self.object_phys_tree_root = ObjectTree("object_phys_tree_root")
-        self.object_percpu_tree_root = ObjectTree("object_percpu_tree_root")
+        self.object_tree_root = ObjectTree("object_tree_root", self.store)
+        self.object_phys_tree_root = ObjectTree("object_phys_tree_root", self.store)
+        self.object_percpu_tree_root = ObjectTree("object_percpu_tree_root", self.store)
         self.min_addr = self._word_mask
         self.max_addr = 0
         self.min_percpu_addr = self._word_mask
@@ -293,7 +293,7 @@ class Kmemleak:
             self.max_addr = max(self.max_addr, untagged + size)
         parent = self.tree_for(objflags).insert(obj, untagged)
         if parent is not None:
-            self.store.unlink(obj)  # never in object_list
+            self._unlink(obj)  # never in object_list
             self._mem_pool_free(obj)
             # kmemleak_stop(): warn and disable.  The cleanup work is only scheduled, so
             # the existing object is dumped while still intact (flags, ALLOCATED), and
@@ -309,9 +309,18 @@ class Kmemleak:
         """``__remove_object`` + ``__delete_object``: out of tree and list, not ALLOCATED."""
         tree = self.tree_for(obj.flags)
         tree.remove(obj, self._untag(obj.pointer))
-        self.store.unlink(obj)
+        self._unlink(obj)
         obj.flags &= ~OBJECT_ALLOCATED
         self._mem_pool_free(obj)
+
+    def _unlink(self, obj: KmemleakObject) -> None:
+        """Out of ``object_list``: the store frees the row, compacting now and then."""
+        self.store.unlink(obj)
+        if self.store.wants_compaction():
+            new_row = self.store.compact()
+            for tree in (self.object_tree_root, self.object_phys_tree_root,
+                         self.object_percpu_tree_root):
+                tree.remap(new_row)
 
     # ----------------------------------------------------------- the API (4.1)
     def _tracking(self, ptr: int, name: str = "ptr") -> bool:
@@ -334,7 +343,7 @@ class Kmemleak:
         could take a path that one-by-one calls take differently (an overlap, the
         metadata pool, early boot), it simply makes the calls one by one.
         Runtime complexity: ``O(m log(m))`` for *m* pointers (see
-        :meth:`ObjectTree.insert_many`).
+        :meth:`ObjectTree.insert_rows`).
         """
         if not self.kmemleak_enabled:
             return
@@ -359,12 +368,12 @@ class Kmemleak:
             for p, n in pairs:
                 self.kmemleak_alloc(p, n, min_count)
             return
-        objs = self.store.add_many(ptrs, sizes, min_count, first_serial=self._serial + 1,
-                                     flags=OBJECT_ALLOCATED, jiffies=jiffies, pid=pid,
-                                     comm=comm, trace=trace)
-        self.object_tree_root.insert_many(objs, starts)
-        self._serial += len(objs)
-        for _ in objs:
+        rows = self.store.add_many(ptrs, sizes, min_count, first_serial=self._serial + 1,
+                                   flags=OBJECT_ALLOCATED, jiffies=jiffies, pid=pid,
+                                   comm=comm, trace=trace)
+        self.object_tree_root.insert_rows(starts, rows)
+        self._serial += len(rows)
+        for _ in rows:
             self.k.metadata_alloc(SIZEOF_KMEMLEAK_OBJECT)
         self.min_addr = min(self.min_addr, min(starts))
         self.max_addr = max(self.max_addr, max(map(add, starts, sizes)))
@@ -550,7 +559,7 @@ class Kmemleak:
         """What a read of the debugfs file lists: reported and still unreferenced."""
         from .scan import listed_rows
 
-        return [self.store.objects[r] for r in listed_rows(self).tolist()]
+        return list(map(self.store.view, listed_rows(self).tolist()))
 
     def kmemleak_clear(self) -> None:
         """``clear`` while enabled: reported leaks become permanently gray (roots)."""

@@ -23,7 +23,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import compress, repeat
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -99,17 +99,18 @@ class ObjectStore:
     object each, plain ``int`` on access, readable by numpy without a copy);
     ``comm``, ``trace`` and ``areas`` in lists of shared values.  Rows are in
     creation order, so live rows in row order are ``object_list`` order.  A
-    :class:`KmemleakObject` is a view of one row.
+    :class:`KmemleakObject` is a view of one row, made when first asked for
+    (:meth:`view`) and kept, so the same row always gives the same object.
 
     A removed object is detached (its values copied into a one-row store of
-    its own), so its row is free; rows are compacted when free rows outnumber
-    live ones, which keeps memory proportional to the live objects.
+    its own), so its row is free; :meth:`compact` drops free rows, and the
+    owner renumbers what holds rows (the trees) with the map it returns.
 
     >>> store = ObjectStore()
     >>> o = store.add(0xffff888000100000, 32, 1, serial=7)
     >>> o.count += 1
-    >>> store.count[o._row], store.live_count
-    (1, 1)
+    >>> store.count[o._row], store.live_count, store.view(0) is o
+    (1, 1, True)
     """
 
     #: Numeric columns and their :mod:`array` type codes ("Q": unsigned, "q": signed).
@@ -139,11 +140,20 @@ class ObjectStore:
         self.live = bytearray()
         """1 for a row in ``object_list``; 0 for a row freed (or never linked)."""
         self.objects: list[KmemleakObject | None] = []
-        """The view of each live row (``None`` once the row is freed)."""
+        """Each row's view once made (``None`` before, and once the row is freed)."""
         self.live_count = 0
 
     def __len__(self) -> int:
         return len(self.serial)
+
+    def view(self, row: int) -> KmemleakObject:
+        """The object of *row* (made on first use, then always the same).  ``O(1)``."""
+        obj = self.objects[row]
+        if obj is None:
+            obj = KmemleakObject.__new__(KmemleakObject)
+            obj._store, obj._row = self, row
+            self.objects[row] = obj
+        return obj
 
     def add(self, pointer: int, size: int, min_count: int, *, serial: int,
             flags: int = OBJECT_ALLOCATED, jiffies: int = 0, pid: int = 0,
@@ -163,19 +173,17 @@ class ObjectStore:
         self.trace.append(trace)
         self.areas.append(())
         self.live.append(1)
+        self.objects.append(None)
         self.live_count += 1
-        obj = KmemleakObject.__new__(KmemleakObject)
-        obj._store = self
-        obj._row = len(self.serial) - 1
-        self.objects.append(obj)
-        return obj
+        return self.view(len(self.serial) - 1)
 
     def add_many(self, pointers: Sequence[int], sizes: Sequence[int], min_count: int, *,
                  first_serial: int, flags: int, jiffies: int, pid: int, comm: str,
-                 trace: tuple[int, ...]) -> list[KmemleakObject]:
-        """Append one row per pointer (consecutive serials, one context) and return the views.
+                 trace: tuple[int, ...]) -> range:
+        """Append one row per pointer (consecutive serials, one context); return the rows.
 
-        The same rows as :meth:`add` called once per pointer.  ``O(m)`` for *m* rows.
+        The same rows as :meth:`add` called once per pointer, without making
+        their views.  ``O(m)`` for *m* rows.
         """
         m = len(pointers)
         row0 = len(self.serial)
@@ -190,30 +198,23 @@ class ObjectStore:
         self.trace.extend(repeat(trace, m))
         self.areas.extend(repeat((), m))
         self.live += b"\x01" * m
+        self.objects.extend(repeat(None, m))
         self.live_count += m
-        new = KmemleakObject.__new__
-        objs = [new(KmemleakObject) for _ in range(m)]
-        for row, obj in enumerate(objs, row0):
-            obj._store = self
-            obj._row = row
-        self.objects.extend(objs)
-        return objs
+        return range(row0, row0 + m)
 
     def unlink(self, obj: KmemleakObject) -> None:
         """Take *obj*'s row out of ``object_list``; *obj* keeps its values in a store of its own.
 
-        Runtime complexity: ``O(1)`` amortised (an occasional ``O(n)`` compaction).
+        Runtime complexity: ``O(1)``.
         """
         row = obj._row
         if obj._store is not self or not self.live[row]:
             return
         obj._store, obj._row = self._detached(row), 0
+        obj._store.objects[0] = obj
         self.live[row] = 0
         self.objects[row] = None
         self.live_count -= 1
-        dead = len(self.serial) - self.live_count
-        if dead > 1024 and dead > self.live_count:
-            self.compact()
 
     def _detached(self, row: int) -> ObjectStore:
         one = ObjectStore()
@@ -226,9 +227,20 @@ class ObjectStore:
         one.objects.append(None)
         return one
 
-    def compact(self) -> None:
-        """Drop the free rows, keeping order; live views follow their rows.  ``O(n)``."""
+    def wants_compaction(self) -> bool:
+        """More free rows than live ones (and more than a few): time to :meth:`compact`."""
+        dead = len(self.serial) - self.live_count
+        return dead > 1024 and dead > self.live_count
+
+    def compact(self) -> npt.NDArray[np.int64]:
+        """Drop the free rows, keeping order; views follow their rows.  ``O(n)``.
+
+        Returns the map from old rows to new ones (-1 for a dropped row), for
+        whatever else holds rows.
+        """
         keep = self.live_rows()
+        new_row = np.full(len(self.serial), -1, dtype=np.int64)
+        new_row[keep] = np.arange(len(keep), dtype=np.int64)
         for name, code in self.COLUMNS:
             col = array(code)
             col.frombytes(self.column(name)[keep].tobytes())
@@ -237,20 +249,20 @@ class ObjectStore:
         self.comm = [self.comm[r] for r in rows]
         self.trace = [self.trace[r] for r in rows]
         self.areas = [self.areas[r] for r in rows]
-        objs = [self.objects[r] for r in rows]
-        for new_row, obj in enumerate(objs):
-            assert obj is not None
-            obj._row = new_row
-        self.objects = objs
+        self.objects = [self.objects[r] for r in rows]
+        for new, obj in enumerate(self.objects):
+            if obj is not None:
+                obj._row = new
         self.live = bytearray(b"\x01") * len(rows)
+        return new_row
 
     def live_rows(self) -> npt.NDArray[np.int64]:
         """The rows in ``object_list``, in order.  ``O(n)`` (numpy)."""
         return np.flatnonzero(np.frombuffer(self.live, dtype=np.uint8)).astype(np.int64)
 
     def live_objects(self) -> list[KmemleakObject]:
-        """The views of the live rows, in order.  ``O(n)`` at C speed."""
-        return list(compress(self.objects, self.live))  # type: ignore[arg-type]
+        """The views of the live rows, in order (made for those not made yet).  ``O(n)``."""
+        return list(map(self.view, self.live_rows().tolist()))
 
     def column(self, name: str) -> npt.NDArray[Any]:
         """A numpy copy of one numeric column (uint64 or int64), all rows.  ``O(n)``.
@@ -304,19 +316,17 @@ class ObjectList:
         row = self.store.row_of(serial)
         if row is None:
             raise KeyError(serial)
-        obj = self.store.objects[row]
-        assert obj is not None
-        return obj
+        return self.store.view(row)
 
     def get(self, serial: int, default: KmemleakObject | None = None) -> KmemleakObject | None:
         row = self.store.row_of(serial)
-        return default if row is None else self.store.objects[row]
+        return default if row is None else self.store.view(row)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.keys())
 
     def keys(self) -> list[int]:
-        return [o.serial for o in self.store.live_objects()]
+        return self.store.column("serial")[self.store.live_rows()].tolist()  # type: ignore[no-any-return]
 
     def values(self) -> list[KmemleakObject]:
         """The live objects in order (a new list: safe to change the kernel while iterating)."""
@@ -357,7 +367,7 @@ class KmemleakObject:
         store = ObjectStore()
         store.add(pointer, size, min_count, serial=serial, flags=flags, jiffies=jiffies,
                   pid=pid, comm=comm, trace=trace)
-        store.objects[0] = self
+        store.objects[0] = self  # this object, not the view add() made, is row 0's view
         self._store, self._row = store, 0
 
     # One property per field: the column, at this object's row.

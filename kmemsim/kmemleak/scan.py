@@ -334,15 +334,14 @@ def whiten(kl: Kmemleak) -> list[KmemleakObject]:
     flags = store.column("flags")[rows]
     phys = np.flatnonzero((flags & OBJECT_PHYS != 0) & (flags & OBJECT_NO_SCAN == 0))
     for i in phys.tolist():  # few: memblock reservations
-        obj = store.objects[int(rows[i])]
-        assert obj is not None
+        obj = store.view(int(rows[i]))
         pfn_lo, pfn_hi = obj.pointer >> 12, (obj.pointer + obj.size) >> 12
         if pfn_lo < min_low_pfn or pfn_hi > max_low_pfn:
             paint_it(obj, KMEMLEAK_BLACK)
     store.set_column("count", rows, np.zeros(len(rows), dtype=np.int64))
     # color_gray with count 0: min_count == 0
     gray = rows[store.column("min_count")[rows] == 0]
-    return [store.objects[r] for r in gray.tolist()]
+    return list(map(store.view, gray.tolist()))
 
 
 def direct_root_ranges(kl: Kmemleak) -> list[RootRange]:
@@ -435,9 +434,7 @@ def report(kl: Kmemleak, spared: list[int], words: int, roots: list[RootRange],
                          | OBJECT_REPORTED)
         if kl.kmemleak_verbose:
             for r in new.tolist():
-                obj = store.objects[r]
-                assert obj is not None
-                kl.print_unreferenced_to_log(obj)
+                kl.print_unreferenced_to_log(store.view(r))
         young = store.column("pointer")[rows[white_mask & ~unref & (flags & OBJECT_ALLOCATED != 0)]
                                         ].tolist()
         if len(new):

@@ -323,7 +323,7 @@ class _Judge:
         kl, scan = self.kl, self.scan
         store = kl.store
         rows = store.live_rows()
-        objs = store.live_objects()
+        view = store.view
         flags = store.column("flags")[rows]
         pointer = store.column("pointer")[rows]
         listed, _ = unreferenced_rows(kl, rows)
@@ -338,13 +338,13 @@ class _Judge:
                     & np.isin(addr, bases))
         pointers = pointer.tolist()
         sizes = store.column("size")[rows].tolist()
-        out: list[Verdict | None] = [None] * len(objs)
+        out: list[Verdict | None] = [None] * len(rows)
         for i in np.flatnonzero(plain_tn).tolist():
             out[i] = Verdict(pointers[i], sizes[i], TRUE_NEGATIVE, "reachable",
                              "reachable from a real root", True, False)
         unreachable: dict[int, KmemleakObject] = {}
         for i in np.flatnonzero(~plain_tn).tolist():
-            obj = objs[i]
+            obj = view(int(rows[i]))
             block = self.block_of(obj)
             reachable = block.base in reach if block is not None else self.reachable(obj, None)
             if not reachable and block is not None:
