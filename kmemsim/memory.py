@@ -18,8 +18,10 @@ b'\\x00\\x00'
 from __future__ import annotations
 
 import bisect
+import gc
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
@@ -32,6 +34,32 @@ RegionKind = Literal[
 ]
 
 _NATIVE_LITTLE = sys.byteorder == "little"
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Hold off Python's cyclic garbage collector for a bulk operation.
+
+    A bulk allocation or store creates a record per object (none of them
+    in a reference cycle); each 700 of them would start a collection, and
+    the older generations' collections walk the whole heap again and again
+    (a third of a 100,000-object build).  The collector runs normally again
+    afterwards (unless it was off already); nothing observable changes.
+
+    >>> import gc
+    >>> with paused_gc():
+    ...     gc.isenabled()
+    False
+    >>> gc.isenabled()
+    True
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class Region:
@@ -203,6 +231,32 @@ class AddressSpace:
         if self._on_write is not None:
             self._on_write(addr, len(mv))
 
+    def write_each(self, addrs: Sequence[int], data: bytes) -> None:
+        """``write(addr, data)`` for each of *addrs*, in order (the same bytes at each).
+
+        When all of them fall in one region the checks and the region lookup
+        are done once; otherwise the writes are made one by one.  The write
+        hook hears of each write, in order.
+
+        >>> from kmemsim.layout import arch_by_name
+        >>> m = AddressSpace(arch_by_name("x86_64")); _ = m.map(0x1000, 64, "r")
+        >>> m.write_each([0x1000, 0x1010], b"\\x01\\x02"); m.read(0x1000, 18).hex()
+        '010200000000000000000000000000000102'
+        """
+        n = len(data)
+        r = self.region_at(addrs[0]) if addrs and not self.arch.top_byte_tags else None
+        if r is None or not isinstance(data, bytes) or not all(
+                isinstance(a, int) and r.start <= a and a + n <= r.end for a in addrs):
+            for a in addrs:
+                self.write(a, data)
+            return
+        buf, start = r.data, r.start
+        for a in addrs:
+            buf[a - start:a - start + n] = data
+        if self._on_write is not None:
+            for a in addrs:
+                self._on_write(a, n)
+
     def fill(self, addr: int, size: int, byte: int) -> None:
         """``memset(addr, byte, size)``."""
         check_int("byte", byte, minimum=0, maximum=0xFF)
@@ -247,7 +301,10 @@ class AddressSpace:
                                     ) from None
         if ws == 4 and bool((v >> np.uint64(32)).any()):
             raise KmemsimValueError("values must be unsigned machine words")
-        if len(np.unique(a)) != len(a) or bool((a % np.uint64(ws)).any()):
+        # (a sort, not np.unique: the same answer, faster, and np.unique imports numpy.ma,
+        # a tenth of a 10,000-object build in a fresh process)
+        s = np.sort(a)
+        if bool((s[1:] == s[:-1]).any()) or bool((a % np.uint64(ws)).any()):
             raise KmemsimValueError("addresses must be distinct and word-aligned")
         starts = np.array(self._starts, dtype=np.uint64)
         ends = np.array([r.end for r in self._regions], dtype=np.uint64)
@@ -258,7 +315,7 @@ class AddressSpace:
             bad = int(a[np.flatnonzero(~ok)[0]])
             raise KmemsimValueError(f"{bad:#x} is not a mapped whole word")
         dtype = "<u8" if ws == 8 else "<u4"
-        for i in np.unique(idx).tolist():
+        for i in np.flatnonzero(np.bincount(idx)).tolist():  # the regions written, in order
             r = self._regions[i]
             if r.start % ws:  # pragma: no cover - regions are page-aligned
                 raise KmemsimValueError(f"region {r.name} is not word-aligned")

@@ -109,10 +109,9 @@ class PageAllocator:
         self.allocated[pfn] = order
         self.free_pages -= 1 << order
         self._ensure_section(pfn)
-        ws = self.arch.word_size
-        for i in range(1 << order):
-            self.memory.write(self.struct_page(pfn + i) + REFCOUNT_OFFSET[ws],
-                              (1).to_bytes(4, "little"))
+        ref = self.struct_page(pfn) + REFCOUNT_OFFSET[self.arch.word_size]
+        sp = self.arch.struct_page_size
+        self.memory.write_each(range(ref, ref + (sp << order), sp), (1).to_bytes(4, "little"))
         if zero or self.init_on_alloc:
             self.memory.fill(self.pfn_to_virt(pfn), PAGE_SIZE << order, 0)
         return pfn
@@ -153,8 +152,11 @@ class PageAllocator:
         """Write ``PG_slab`` and ``slab->slab_cache`` into the head ``struct page``."""
         ws = self.arch.word_size
         head = self.struct_page(pfn)
-        self.memory.write(head, PG_SLAB.to_bytes(ws, "little"))
-        self.memory.write(head + SLAB_CACHE_OFFSET[ws], cache_ptr.to_bytes(ws, "little"))
+        if SLAB_CACHE_OFFSET[ws] == ws:  # flags then slab_cache: two adjacent words, one write
+            self.memory.write(head, PG_SLAB.to_bytes(ws, "little") + cache_ptr.to_bytes(ws, "little"))
+        else:  # pragma: no cover - every layout has slab_cache right after the flags
+            self.memory.write(head, PG_SLAB.to_bytes(ws, "little"))
+            self.memory.write(head + SLAB_CACHE_OFFSET[ws], cache_ptr.to_bytes(ws, "little"))
 
     def in_use_ranges(self) -> list[tuple[int, int]]:
         """``struct page`` address ranges of all pages in use, merged when adjacent."""

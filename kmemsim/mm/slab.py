@@ -51,13 +51,16 @@ Every allocation is registered with kmemleak with the cache's
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import KernelOops, KmemsimValueError, check_int
 from ..layout import PAGE_SIZE, POISON_END, POISON_FREE, POISON_INUSE
+from ..memory import paused_gc
 from .page_alloc import MAX_PAGE_ORDER, get_order
 
 if TYPE_CHECKING:
@@ -98,12 +101,20 @@ _TAINT_FLAGS_COUNT = 20
 _TAINT_BAD_PAGE = 5
 
 
+#: ``kmalloc_size_class(size)`` for every size up to the largest class: a bulk kmalloc
+#: looks each request's class up here instead of walking the classes.
+_SIZE_CLASS = tuple(KMALLOC_SIZES[bisect_left(KMALLOC_SIZES, n)]
+                    for n in range(KMALLOC_SIZES[-1] + 1))
+
+
 def kmalloc_size_class(size: int) -> int:
     """The kmalloc cache that serves *size* bytes (``kmalloc_index``).
 
     >>> kmalloc_size_class(129), kmalloc_size_class(248), kmalloc_size_class(8192)
     (192, 256, 8192)
     """
+    if type(size) is int and 0 <= size < len(_SIZE_CLASS):
+        return _SIZE_CLASS[size]
     for c in KMALLOC_SIZES:
         if size <= c:
             return c
@@ -305,7 +316,8 @@ class KmemCache:
             return None
         base = pa.pfn_to_virt(pfn)
         pa.mark_slab(pfn, self.order, self.pointer)
-        slots = [base + self.red_left_pad + i * self.size for i in range(self.objects_per_slab)]
+        first = base + self.red_left_pad
+        slots = list(range(first, first + self.objects_per_slab * self.size, self.size))
         if self.debug:
             self._setup_debug_slab(base, slots)
         else:
@@ -328,9 +340,17 @@ class KmemCache:
         if self.flags & SLAB_POISON:
             grid[:, :self.object_size - 1] = POISON_FREE
             grid[:, self.object_size - 1] = POISON_END
-        words = [self.freelist_ptr_encode(nxt, obj + self.offset)
-                 for obj, nxt in zip(slots, [*slots[1:], 0], strict=True)]
-        packed = np.array(words, dtype="<u8" if ws == 8 else "<u4").view(np.uint8)
+        # freelist_ptr_encode(next, obj + offset) for every slot, vectorised: each slot's
+        # free pointer names the next slot (the last one NULL).
+        dtype = np.dtype("<u8" if ws == 8 else "<u4")
+        objs = np.arange(n, dtype=np.uint64) * np.uint64(size) + np.uint64(slots[0])
+        nxt = np.zeros(n, dtype=np.uint64)
+        nxt[:-1] = objs[1:]
+        if self.random:
+            ptr_addr = (objs + np.uint64(self.offset)).astype(dtype)
+            # swab(ptr_addr): the slot address's bytes reversed, as a word of this arch
+            nxt ^= np.uint64(self.random) ^ ptr_addr.byteswap().astype(np.uint64)
+        packed = nxt.astype(dtype).view(np.uint8)
         grid[:, self.offset:self.offset + ws] = packed.reshape(n, ws)
         self.k.memory.write(base, image)
 
@@ -853,13 +873,37 @@ def slab_alloc_bulk(slab: SlabAllocator, requests: list[tuple[KmemCache, int]], 
     pages += sum(1 << c.order for c in set(caches))
     if k.page_allocator.free_pages < 2 * pages or any(c.debug for c in set(caches)):
         return [slab.slab_alloc(c, init, zero=zero) for c, init in requests]
-    objs = [c.alloc_object(init) for c, init in requests]
-    if zero or k.page_allocator.init_on_alloc:
-        for obj, (_, init) in zip(objs, requests, strict=True):
-            k.memory.fill(obj, init, 0)
-    traced = [(o, c.object_size) for o, c in zip(objs, caches, strict=True)
-              if not c.flags & SLAB_NOLEAKTRACE]
-    k.kmemleak.kmemleak_alloc_bulk([o for o, _ in traced], [n for _, n in traced], 1)
-    k.truth.on_alloc_many((o, c.object_size, "slab", c.name)
-                          for o, c in zip(objs, caches, strict=True))
+    objs: list[int] = []
+    append = objs.append
+    write_word = k.memory.write_word
+    init_on_free = k.page_allocator.init_on_free
+    # Records per object (slab bookkeeping, kmemleak objects, truth blocks), none of
+    # them cyclic: no garbage collection is needed while they are made.
+    with paused_gc():
+        for c, init in requests:
+            # alloc_object inlined for a cache without debugging (checked above) whose
+            # CPU slab has a free object; anything else (a new slab) goes through it.
+            slab_ = c.cpu_slab
+            if slab_ is None or not slab_.freelist:
+                append(c.alloc_object(init))
+                continue
+            obj = slab_.freelist.pop()
+            c.allocated.add(obj)
+            c.active_objects += 1
+            if c.flags & SLAB_POISON or init_on_free:
+                write_word(obj + c.offset, 0)
+            append(obj)
+        if zero or k.page_allocator.init_on_alloc:
+            for obj, (_, init) in zip(objs, requests, strict=True):
+                k.memory.fill(obj, init, 0)
+        sizes = [c.object_size for c in caches]
+        if any(c.flags & SLAB_NOLEAKTRACE for c in set(caches)):
+            traced = [(o, c.object_size) for o, c in zip(objs, caches, strict=True)
+                      if not c.flags & SLAB_NOLEAKTRACE]
+            k.kmemleak.kmemleak_alloc_bulk([o for o, _ in traced], [n for _, n in traced], 1)
+        else:
+            k.kmemleak.kmemleak_alloc_bulk(list(objs), sizes, 1)  # a copy: objs is returned
+        # (zip reuses its tuple when the consumer unpacks it: no tuple per object)
+        k.truth.on_alloc_many(zip(objs, sizes, repeat("slab"), [c.name for c in caches],
+                                  strict=False))
     return objs

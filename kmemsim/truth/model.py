@@ -35,6 +35,7 @@ import numpy as np
 from sortedcontainers import SortedDict
 
 from .._sorted import ceil_key, floor_key
+from ..memory import paused_gc
 from .encodings import Encoding
 
 if TYPE_CHECKING:
@@ -43,6 +44,70 @@ if TYPE_CHECKING:
 #: The longest piece a built-in encoding writes (one word); user encodings may write longer
 #: ones, and :class:`Truth` widens its overlap search to the longest piece it has seen.
 _MAX_PIECE = 8
+#: Bulk stores handle their edges this many at a time (the per-edge lists stay small).
+_CHUNK = 1 << 16
+
+#: One entry of the slot indexes (``Truth._by_target``, ``Truth._by_holder``): most blocks
+#: are the target (and the holder) of one or two edges, so a lone slot is kept as the int
+#: itself, a few as a tuple, and a ``set`` only beyond that (a set costs over 200 bytes).
+#: Every reader sorts the slots, so the container's order never shows.
+SlotEntry = int | tuple[int, ...] | set[int]
+_TUPLE_MAX = 8
+
+
+def _slots(entry: SlotEntry | None) -> Iterable[int]:
+    """The slots of an index entry (none for a missing one).
+
+    >>> sorted(_slots(5)), sorted(_slots((7, 3))), sorted(_slots({9, 1})), list(_slots(None))
+    ([5], [3, 7], [1, 9], [])
+    """
+    if entry is None:
+        return ()
+    return entry if isinstance(entry, (tuple, set)) else (entry,)
+
+
+def _index_add(index: dict[int | None, SlotEntry], key: int | None, slot: int) -> None:
+    """Add *slot* under *key* (``index.setdefault(key, set()).add(slot)``, compactly).
+
+    >>> d = {}; _index_add(d, 1, 8); _index_add(d, 1, 8); d
+    {1: 8}
+    >>> _index_add(d, 1, 16); _index_add(d, 1, 8); d
+    {1: (8, 16)}
+    >>> for s in range(24, 100, 8): _index_add(d, 1, s)
+    >>> type(d[1]).__name__, len(d[1])
+    ('set', 12)
+    """
+    cur = index.get(key)
+    if cur is None:
+        index[key] = slot
+    elif isinstance(cur, set):
+        cur.add(slot)
+    elif isinstance(cur, tuple):
+        if slot not in cur:
+            index[key] = (*cur, slot) if len(cur) < _TUPLE_MAX else {*cur, slot}
+    elif cur != slot:
+        index[key] = (cur, slot)
+
+
+def _index_discard(index: dict[int | None, SlotEntry], key: int | None, slot: int) -> None:
+    """Remove *slot* from under *key*, if it is there.
+
+    >>> d = {1: 8, 2: (8, 16), 3: (8, 16, 24), 4: {8, 16}}
+    >>> for key in d.copy(): _index_discard(d, key, 8)
+    >>> d
+    {2: 16, 3: (16, 24), 4: {16}}
+    """
+    cur = index.get(key)
+    if cur is None:
+        return
+    if isinstance(cur, set):
+        cur.discard(slot)
+    elif isinstance(cur, tuple):
+        if slot in cur:
+            rest = tuple(s for s in cur if s != slot)
+            index[key] = rest[0] if len(rest) == 1 else rest
+    elif cur == slot:
+        del index[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +154,36 @@ class RemovedEdge:
     jiffies: int
 
 
+#: Bulk paths build ``Block`` and ``Edge`` records by storing each field through its slot
+#: descriptor: the very stores the frozen dataclass ``__init__`` makes through
+#: ``object.__setattr__``, two to three times faster.  The records are the same (same
+#: class, fields, equality, hash and frozenness).
+_new_record = object.__new__
+_BLOCK_SETTERS = tuple(getattr(Block, f).__set__ for f in ("base", "size", "kind", "cache"))
+_EDGE_SETTERS = tuple(getattr(Edge, f).__set__ for f in (
+    "slot", "target", "target_base", "encoding", "pieces", "holder", "root", "jiffies"))
+
+
+def _add_sorted_keys(sd: SortedDict, new_keys: list[int] | None) -> None:
+    """Enter keys stored into *sd*'s dict directly (``dict.__setitem__``) in its sorted key
+    list: *new_keys* (not there before) one by one, or with ``None`` all keys re-sorted.
+
+    What ``SortedDict.update`` does after its ``dict.update``, choosing the same way.
+
+    >>> sd = SortedDict({5: "a"})
+    >>> dict.__setitem__(sd, 1, "b"); dict.__setitem__(sd, 9, "c")
+    >>> _add_sorted_keys(sd, [1, 9]); list(sd.items()), sd.peekitem(0)
+    ([(1, 'b'), (5, 'a'), (9, 'c')], (1, 'b'))
+    """
+    sl = sd._list
+    if new_keys is None or 10 * len(new_keys) > len(sd) - len(new_keys):
+        sl.clear()
+        sl.update(dict.__iter__(sd))
+    else:
+        for key in new_keys:
+            sl.add(key)
+
+
 class Truth:
     """What the program meant, kept beside the bytes (see the module docstring)."""
 
@@ -96,9 +191,11 @@ class Truth:
         self.k = k
         self.blocks: SortedDict = SortedDict()  # base -> Block
         self.edges: dict[int, Edge] = {}  # slot -> Edge
-        self._pieces: SortedDict = SortedDict()  # piece address -> (slot, length)
-        self._by_target: dict[int, set[int]] = {}  # target block base -> slots
-        self._by_holder: dict[int | None, set[int]] = {}
+        # piece address -> (slot, length), or just the slot for a piece one word long
+        # (nearly all of them: a tuple per edge would cost more than the entry itself)
+        self._pieces: SortedDict = SortedDict()
+        self._by_target: dict[int | None, SlotEntry] = {}  # target block base -> slot(s)
+        self._by_holder: dict[int | None, SlotEntry] = {}  # holder base (None: roots) -> slot(s)
         self.history: dict[int, RemovedEdge] = {}
         self.percpu_copies: SortedDict = SortedDict()  # copy start -> (cookie, size)
         self._max_piece = _MAX_PIECE  # the longest piece recorded so far
@@ -114,7 +211,26 @@ class Truth:
 
         Runtime complexity: ``O(m log(n + m))``.
         """
-        self.blocks.update((b, Block(b, n, kind, cache)) for b, n, kind, cache in entries if b)
+        new, (s_base, s_size, s_kind, s_cache) = _new_record, _BLOCK_SETTERS
+        blocks = self.blocks
+        # Straight into the dict, then the sorted key list once, as SortedDict.update
+        # does (without a batch-sized list of pairs).
+        new_keys: list[int] = []
+        append, store = new_keys.append, dict.__setitem__
+        with paused_gc():  # a Block per allocation, none of them cyclic
+            try:
+                for b, n, kind, cache in entries:
+                    if b:
+                        block = new(Block)  # Block(b, n, kind, cache), faster (_BLOCK_SETTERS)
+                        s_base(block, b)
+                        s_size(block, n)
+                        s_kind(block, kind)
+                        s_cache(block, cache)
+                        if b not in blocks:
+                            append(b)
+                        store(blocks, b, block)
+            finally:  # the index stays whole even if an entry is malformed
+                _add_sorted_keys(blocks, new_keys)
 
     def on_alloc_percpu(self, cookie: int, size: int) -> None:
         self.on_alloc(cookie, size, "percpu")
@@ -132,7 +248,7 @@ class Truth:
                 self._remove_range(copy, copy + block.size, "holder freed")
         else:
             self._remove_range(block.base, block.end, "holder freed")
-        for slot in sorted(self._by_target.get(base, ())):  # sorted: sets restore unordered
+        for slot in sorted(_slots(self._by_target.get(base))):  # sorted: sets restore unordered
             self._remove(slot, "target freed")
 
     def on_free_part(self, start: int, size: int) -> None:
@@ -149,24 +265,24 @@ class Truth:
             self.blocks[end] = Block(end, block.end - end, block.kind, block.cache)
         # Edges into the freed range end; those into (or held by) the part after it now
         # belong to the block that starts at ``end``.
-        for slot in sorted(self._by_target.get(block.base, ())):
+        for slot in sorted(_slots(self._by_target.get(block.base))):
             edge = self.edges[slot]
             if start <= edge.target < end:
                 self._remove(slot, "target freed")
             elif edge.target >= end:
                 self._rekey(slot, replace(edge, target_base=end))
-        for slot in sorted(self._by_holder.get(block.base, ())):
+        for slot in sorted(_slots(self._by_holder.get(block.base))):
             if slot >= end:
                 self._rekey(slot, replace(self.edges[slot], holder=end))
 
     def _rekey(self, slot: int, edge: Edge) -> None:
         """Replace the edge at *slot* by *edge* (same slot and pieces, new target or holder)."""
         old = self.edges[slot]
-        self._by_target[old.target_base].discard(slot)
-        self._by_holder[old.holder].discard(slot)
+        _index_discard(self._by_target, old.target_base, slot)
+        _index_discard(self._by_holder, old.holder, slot)
         self.edges[slot] = edge
-        self._by_target.setdefault(edge.target_base, set()).add(slot)
-        self._by_holder.setdefault(edge.holder, set()).add(slot)
+        _index_add(self._by_target, edge.target_base, slot)
+        _index_add(self._by_holder, edge.holder, slot)
 
     def block_at(self, addr: int) -> Block | None:
         """The live block containing *addr*.  ``O(log(n))``."""
@@ -235,10 +351,10 @@ class Truth:
                     self.k.jiffies)
         self.edges[slot] = edge
         for addr, data in pieces:
-            self._pieces[addr] = (slot, len(data))
+            self._pieces[addr] = slot if len(data) == self.k.arch.word_size else (slot, len(data))
             self._max_piece = max(self._max_piece, len(data))
-        self._by_target.setdefault(tb.base, set()).add(slot)
-        self._by_holder.setdefault(holder, set()).add(slot)
+        _index_add(self._by_target, tb.base, slot)
+        _index_add(self._by_holder, holder, slot)
         return edge
 
     def add_plain_edges(self, slots: Sequence[int], targets: Sequence[int],
@@ -248,16 +364,37 @@ class Truth:
         The words are already written and :meth:`on_write` has heard of each;
         the slots are distinct and aligned, so no edge of the batch overlaps
         another.  *bind* gives the bound encoding for a target block's size.
-        The block index is snapshotted once into numpy, so each lookup is a
-        vectorised ``searchsorted`` instead of a tree walk.  Runtime
-        complexity: ``O(n + m log(n))`` for *n* blocks and *m* edges.
+        The block index (addresses, sizes, kinds) is snapshotted once into
+        numpy, so finding each target's block and each slot's holder is a
+        vectorised ``searchsorted`` and compare instead of a tree walk; the
+        records are then built edge by edge, in chunks.  Runtime complexity:
+        ``O(n log(n) + m log(n))`` for *n* blocks and *m* edges.
         """
         blocks = self.blocks
-        keys = np.fromiter(blocks.keys(), dtype=np.uint64, count=len(blocks))
+        nb = len(blocks)
+        if not nb:  # no target can be an allocation: the slots' old edges just end
+            for slot in slots:
+                self._remove(slot, "overwritten")
+            return
+        base_objs = list(blocks.keys())  # in address order (the dict's own key objects)
+        keys = np.array(base_objs, dtype=np.uint64)
+        # Each block's size and kind, read once in dict order (memory order) and put in
+        # address order, so no edge looks a block up by itself.
+        in_dict = list(dict.values(blocks))
+        order = np.argsort(np.fromiter(dict.keys(blocks), dtype=np.uint64, count=nb))
+        sizes = np.fromiter((bl.size for bl in in_dict), dtype=np.uint64, count=nb)[order]
+        percpu = np.fromiter((bl.kind == "percpu" for bl in in_dict), dtype=bool,
+                             count=nb)[order]
+        del in_dict
         sl = np.array(slots, dtype=np.uint64)
-        t_at = (np.searchsorted(keys, np.array(targets, dtype=np.uint64), side="right")
-                - 1).tolist()
-        s_at = (np.searchsorted(keys, sl, side="right") - 1).tolist()
+        tg = np.array(targets, dtype=np.uint64)
+        t_at = np.searchsorted(keys, tg, side="right") - 1
+        s_at = np.searchsorted(keys, sl, side="right") - 1
+        t_safe, s_safe = np.maximum(t_at, 0), np.maximum(s_at, 0)
+        # the target lies in a block (differences, not ends: no overflow at the top)
+        t_ok = (t_at >= 0) & (tg - keys[t_safe] < sizes[t_safe])
+        # the slot lies in a block that holds it (per-CPU blocks: see holder_block)
+        h_ok = (s_at >= 0) & (sl - keys[s_safe] < sizes[s_safe]) & ~percpu[s_safe]
         # Only slots inside some root range can be roots: ask root_of about those alone.
         k = self.k
         ranges = [(k.kernel_data_start, k.kernel_data_end)]
@@ -267,38 +404,93 @@ class Truth:
         maybe_root = np.zeros(len(sl), dtype=bool)
         for lo, hi in ranges:
             maybe_root |= (sl >= np.uint64(lo)) & (sl < np.uint64(hi))
-        base_of = keys.tolist()
-        get = dict.__getitem__
+        # per edge: 1 the target is in a block, 2 the slot may be a root, 4 a block holds it
+        flags = (t_ok.astype(np.int8) | (maybe_root.astype(np.int8) << 1)
+                 | (h_ok.astype(np.int8) << 2))
+        t_size = sizes[t_safe]
+        del t_safe, s_safe, t_ok, h_ok, maybe_root, sl, tg
         jiffies = self.k.jiffies
-        edges, new_pieces = self.edges, {}
+        edges = self.edges
+        # New pieces go straight into the piece index's dict; its sorted key list is
+        # updated once at the end, as SortedDict.update would (no batch-sized dict).  No
+        # _remove below can drop one of them: the old pieces over the batch's words ended
+        # when the words were written, and the batch's slots are distinct.
+        pieces = self._pieces
+        rebuild = 10 * len(slots) > len(pieces)
+        new_keys: list[int] = []
+        set_piece = dict.__setitem__
         by_target, by_holder = self._by_target, self._by_holder
-        for slot, target, ti, si, rootish in zip(slots, targets, t_at, s_at, maybe_root.tolist(),
-                                                 strict=True):
-            self._remove(slot, "overwritten")
-            if ti < 0:
-                continue
-            tb: Block = get(blocks, base_of[ti])
-            if target >= tb.end:
-                continue  # a pointer to something that is not an allocation
-            root = self.root_of(slot) if rootish else None
-            holder = None
-            if root is None:
-                hb: Block | None = get(blocks, base_of[si]) if si >= 0 else None
-                if hb is None or slot >= hb.end or hb.kind == "percpu":
-                    hb = self.holder_block(slot)
-                if hb is None:
-                    continue  # the slot is in no live memory the program owns
-                holder = hb.base
-            encoding = bind(tb.size)
-            piece = encoding.writes(target, slot)
-            edges[slot] = Edge(slot, target, tb.base, encoding, tuple(piece), holder, root,
-                               jiffies)
-            for addr, data in piece:
-                new_pieces[addr] = (slot, len(data))
-                self._max_piece = max(self._max_piece, len(data))
-            by_target.setdefault(tb.base, set()).add(slot)
-            by_holder.setdefault(holder, set()).add(slot)
-        self._pieces.update(new_pieces)  # one sorted merge for the batch
+        # Per target size: the bound encoding, and the word size when it writes the plain
+        # word at the slot (Encoding.writes unchanged), so its piece is built right here.
+        bound: dict[int, tuple[Encoding, int]] = {}
+        word = k.arch.word_size
+        max_piece = self._max_piece
+        new = _new_record
+        e_slot, e_target, e_tbase, e_enc, e_pieces, e_holder, e_root, e_jiffies = _EDGE_SETTERS
+        m = len(slots)
+        with paused_gc():  # many new objects, none of them cyclic: no collection needed
+            try:
+                for lo in range(0, m, _CHUNK):  # per chunk: the per-edge lists stay small
+                    hi = min(m, lo + _CHUNK)
+                    for slot, target, ti, si, flag, tsize in zip(
+                            slots[lo:hi], targets[lo:hi], t_at[lo:hi].tolist(), s_at[lo:hi].tolist(),
+                            flags[lo:hi].tolist(), t_size[lo:hi].tolist(), strict=True):
+                        if slot in edges:
+                            self._remove(slot, "overwritten")
+                        if not flag & 1:
+                            continue  # a pointer to something that is not an allocation
+                        root = self.root_of(slot) if flag & 2 else None
+                        holder = None
+                        if root is None:
+                            if flag & 4:
+                                holder = base_objs[si]
+                            else:
+                                hb = self.holder_block(slot)
+                                if hb is None:
+                                    continue  # the slot is in no live memory the program owns
+                                holder = hb.base
+                        b = bound.get(tsize)
+                        if b is None:
+                            enc = bind(tsize)
+                            cls = type(enc)
+                            plain = cls.writes is Encoding.writes and cls.encode is Encoding.encode
+                            b = bound[tsize] = (enc, enc.word_size if plain else 0)
+                        encoding, ws = b
+                        if ws:
+                            piece: tuple[tuple[int, bytes], ...] = (
+                                (slot, (target & ((1 << (8 * ws)) - 1)).to_bytes(ws, "little")),)
+                        else:
+                            piece = tuple(encoding.writes(target, slot))
+                        tbase = base_objs[ti]
+                        # Edge(slot, target, tbase, encoding, piece, holder, root, jiffies), faster
+                        edge = new(Edge)
+                        e_slot(edge, slot)
+                        e_target(edge, target)
+                        e_tbase(edge, tbase)
+                        e_enc(edge, encoding)
+                        e_pieces(edge, piece)
+                        e_holder(edge, holder)
+                        e_root(edge, root)
+                        e_jiffies(edge, jiffies)
+                        edges[slot] = edge
+                        for addr, data in piece:
+                            n = len(data)
+                            if not rebuild and addr not in pieces:
+                                new_keys.append(addr)
+                            set_piece(pieces, addr, slot if n == word else (slot, n))
+                            if n > max_piece:
+                                max_piece = n
+                        if tbase in by_target:
+                            _index_add(by_target, tbase, slot)
+                        else:
+                            by_target[tbase] = slot
+                        if holder in by_holder:
+                            _index_add(by_holder, holder, slot)
+                        else:
+                            by_holder[holder] = slot
+            finally:  # the piece index stays whole even if an encoding raised
+                self._max_piece = max_piece
+                _add_sorted_keys(pieces, None if rebuild else new_keys)
 
     def end_edge(self, slot: int, reason: str = "overwritten") -> None:
         """End the edge stored at *slot*, if any (a NULL store, for instance)."""
@@ -310,8 +502,8 @@ class Truth:
             return
         for addr, _ in edge.pieces:
             self._pieces.pop(addr, None)
-        self._by_target.get(edge.target_base, set()).discard(slot)
-        self._by_holder.get(edge.holder, set()).discard(slot)
+        _index_discard(self._by_target, edge.target_base, slot)
+        _index_discard(self._by_holder, edge.holder, slot)
         self.history[slot] = RemovedEdge(edge, reason, self.k.jiffies)
 
     def _remove_range(self, start: int, end: int, reason: str) -> None:
@@ -321,10 +513,20 @@ class Truth:
         first = ceil_key(pieces, start - self._max_piece + 1)
         if first is None or first >= end:
             return  # no piece starts close enough to overlap (the common case)
-        hits = {pieces[a][0] for a in pieces.irange(first, end - 1)
-                if a + pieces[a][1] > start}
+        ws = self.k.arch.word_size
+        hits = set()
+        for a in pieces.irange(first, end - 1):
+            v = pieces[a]
+            slot, n = v if isinstance(v, tuple) else (v, ws)
+            if a + n > start:
+                hits.add(slot)
         for slot in hits:
             self._remove(slot, reason)
+
+    def _piece(self, addr: int) -> tuple[int, int]:
+        """``(slot, length)`` of the piece recorded at *addr*."""
+        v = self._pieces[addr]
+        return v if isinstance(v, tuple) else (v, self.k.arch.word_size)
 
     def on_write(self, addr: int, n: int) -> None:
         """Bytes at ``[addr, addr+n)`` changed: edges whose slot they touch end."""
@@ -360,11 +562,11 @@ class Truth:
     # -------------------------------------------------------- reachability
     def referrers(self, base: int) -> list[Edge]:
         """The live edges that point into the block at *base*."""
-        return [self.edges[s] for s in sorted(self._by_target.get(base, ()))]
+        return [self.edges[s] for s in sorted(_slots(self._by_target.get(base)))]
 
     def out_edges(self, holder: int | None) -> list[Edge]:
         """The live edges held by the block at *holder* (``None``: the roots)."""
-        return [self.edges[s] for s in sorted(self._by_holder.get(holder, ()))]
+        return [self.edges[s] for s in sorted(_slots(self._by_holder.get(holder)))]
 
     def reachable_blocks(self, extra_roots: Iterable[int] = ()) -> dict[int, Edge | None]:
         """Every block reachable from the roots, mapped to the edge that first reached it.
@@ -390,7 +592,7 @@ class Truth:
         holders, edges = self._by_holder, self.edges
         while queue:
             # Slots in address order: the recorded parents (and so the paths) are stable.
-            for slot in sorted(holders.get(queue.popleft(), ())):
+            for slot in sorted(_slots(holders.get(queue.popleft()))):
                 edge = edges[slot]
                 if edge.target_base not in parent:
                     parent[edge.target_base] = edge
@@ -415,15 +617,16 @@ class Truth:
         edge joins live blocks."""
         for slot, edge in self.edges.items():
             assert edge.slot == slot
-            assert slot in self._by_target[edge.target_base]
-            assert slot in self._by_holder[edge.holder]
+            assert slot in _slots(self._by_target[edge.target_base])
+            assert slot in _slots(self._by_holder[edge.holder])
             assert edge.target_base in self.blocks
             assert edge.holder is None or edge.holder in self.blocks
             for addr, data in edge.pieces:
-                assert self._pieces[addr] == (slot, len(data))
-        for addr, (slot, n) in self._pieces.items():
+                assert self._piece(addr) == (slot, len(data))
+        for addr in self._pieces:
+            slot, n = self._piece(addr)
             assert (addr, n) in {(a, len(d)) for a, d in self.edges[slot].pieces}
-        for base, slots in self._by_target.items():
-            assert all(self.edges[s].target_base == base for s in slots)
-        for holder, slots in self._by_holder.items():
-            assert all(self.edges[s].holder == holder for s in slots)
+        for base, entry in self._by_target.items():
+            assert all(self.edges[s].target_base == base for s in _slots(entry))
+        for holder, entry in self._by_holder.items():
+            assert all(self.edges[s].holder == holder for s in _slots(entry))
