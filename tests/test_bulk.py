@@ -192,3 +192,37 @@ def test_write_words_refuses_bad_batches_and_writes_nothing() -> None:
         with pytest.raises(KmemsimValueError, match=match):
             k.memory.write_words(addrs, values)
         assert k.memory.read(p, 64) == before
+
+
+def test_kmemleak_alloc_bulk_registers_as_one_by_one_and_checks_its_arguments() -> None:
+    from kmemsim.errors import KmemsimError
+
+    def registered(bulk: bool) -> list[tuple[int, int, int, int]]:
+        k = Kernel(seed=3)
+        base = k.arch.page_offset + 0x3000_0000     # plain addresses kmemleak never saw
+        mask = k.arch.word_mask
+        ptrs = [base, 0, base + 0x40, mask - 5, base + 0x100, base + 0x200]   # NULL, IS_ERR
+        sizes = [0x40, 8, 0x20, 8, 0, 0x10]                                  # one zero-size
+        kl = k.kmemleak
+        if bulk:
+            kl.kmemleak_alloc_bulk(ptrs, sizes, 1)
+        else:
+            for p, n in zip(ptrs, sizes, strict=True):
+                kl.kmemleak_alloc(p, n, 1)
+        kl._check()
+        return [(o.serial, o.pointer, o.size, o.min_count) for o in kl.object_list.values()
+                if o.pointer >= base]
+
+    assert registered(True) == registered(False)
+    assert [p for _, p, _, _ in registered(True)][-1] > 0
+    k = Kernel(seed=3)
+    kl = k.kmemleak
+    before = len(kl)
+    for bad_ptrs, bad_sizes, match in (([1.5], [8], r"ptrs\[0\] must be an int"),
+                                       ([8], ["8"], r"sizes\[0\] must be an int"),
+                                       ([8, 16], [8], "differ in length"),
+                                       ([-8], [8], r"ptrs\[0\] must be at least 0")):
+        with pytest.raises(KmemsimError, match=match):
+            kl.kmemleak_alloc_bulk(bad_ptrs, bad_sizes, 1)  # type: ignore[arg-type]
+    assert len(kl) == before                                # nothing half-registered
+    assert k.kmalloc(32)                                    # and the kernel still works

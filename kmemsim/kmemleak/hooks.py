@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from operator import add
 from typing import TYPE_CHECKING
 
-from ..errors import KmemsimTypeError, KmemsimValueError, check_int
+import numpy as np
+
+from ..errors import KmemsimTypeError, KmemsimValueError, check_int, check_ints
 from . import faults
 from .index import ObjectTree
 from .object import (
@@ -345,28 +347,33 @@ class Kmemleak:
         Runtime complexity: ``O(m log(m))`` for *m* pointers (see
         :meth:`ObjectTree.insert_rows`).
         """
-        if not self.kmemleak_enabled:
-            return
         mask = self._word_mask
-        pairs = [(p, n) for p, n in zip(ptrs, sizes, strict=True) if not _is_err_or_null(p, mask)]
-        safe = (self.kmemleak_initialized and all(n > 0 for _, n in pairs) and
-                self.k.metadata_fits(SIZEOF_KMEMLEAK_OBJECT, len(pairs)))
+        ptrs = check_ints("ptrs", ptrs, minimum=0, maximum=mask)
+        sizes = check_ints("sizes", sizes, minimum=0)
+        _check_size("min_count", min_count, -1)
+        if len(ptrs) != len(sizes):
+            raise KmemsimValueError(f"ptrs and sizes differ in length ({len(ptrs)} and "
+                                    f"{len(sizes)})")
+        if not self.kmemleak_enabled or not ptrs:
+            return
+        p = np.asarray(ptrs, dtype=np.uint64)
+        tracked = (p != 0) & (p <= np.uint64(mask - MAX_ERRNO))  # not NULL, not IS_ERR
+        if not tracked.all():
+            ptrs = p[tracked].tolist()
+            sizes = np.asarray(sizes, dtype=np.uint64)[tracked].tolist()
+        safe = (self.kmemleak_initialized and len(ptrs) > 0 and min(sizes) > 0 and
+                self.k.metadata_fits(SIZEOF_KMEMLEAK_OBJECT, len(ptrs)))
+        if safe:
+            pid, comm = self.k.current_task()
+            comm = comm[:15]
+            trace = self.k.save_stack_trace()
+            jiffies = self.k.jiffies & mask
+            starts = ((p[tracked] | np.uint64(0xFF00_0000_0000_0000)).tolist()
+                      if self.k.arch.top_byte_tags else ptrs)
+            safe = self.object_tree_root.can_insert_many(starts, sizes)
         if not safe:
-            for p, n in pairs:
-                self.kmemleak_alloc(p, n, min_count)
-            return
-        pid, comm = self.k.current_task()
-        comm = comm[:15]
-        trace = self.k.save_stack_trace()
-        jiffies = self.k.jiffies & mask
-        if not pairs:
-            return
-        ptrs = [p for p, _ in pairs]
-        sizes = [n for _, n in pairs]
-        starts = list(map(self._untag, ptrs))
-        if not self.object_tree_root.can_insert_many(starts, sizes):
-            for p, n in pairs:
-                self.kmemleak_alloc(p, n, min_count)
+            for ptr, size in zip(ptrs, sizes, strict=True):
+                self.kmemleak_alloc(ptr, size, min_count)
             return
         rows = self.store.add_many(ptrs, sizes, min_count, first_serial=self._serial + 1,
                                    flags=OBJECT_ALLOCATED, jiffies=jiffies, pid=pid,

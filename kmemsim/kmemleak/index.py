@@ -27,7 +27,6 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
-from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -161,24 +160,29 @@ class ObjectTree:
 
         When this holds, inserting them one by one raises no overlap, and
         :meth:`insert_rows` gives the same tree.  Runtime complexity:
-        ``O(m log(m) + log(n) + k)`` for *m* new blocks whose span holds *k*
-        existing ones.
+        ``O(m log(m) + log(n) + k)`` (numpy) for *m* new blocks whose span
+        holds *k* existing ones.
         """
-        if not starts:
+        if not len(starts):
             return True
-        pairs = sorted(zip(starts, sizes, strict=True))
-        lo, hi = pairs[0][0], pairs[-1][0] + pairs[-1][1]
+        st = np.asarray(starts, dtype=np.uint64)
+        en = st + np.asarray(sizes, dtype=np.uint64)
+        lo, hi = int(st.min()), int(en.max())
         # Existing neighbours: the predecessor of the span and everything inside it.
-        size = self.store.size
-        i, j = self._floor(lo - 1) if lo else (-1, -1)
-        near = [] if i < 0 else [(self._starts[i][j], size[self._rows[i][j]])]
-        for start, row in self._items_after(i, j):
-            if start >= hi:
-                break
-            near.append((start, size[row]))
-        if near:
-            pairs = sorted(pairs + near)
-        return all(s0 + n0 <= s1 for (s0, n0), (s1, _) in pairwise(pairs))
+        first = max(bisect_right(self._firsts, lo) - 1, 0)
+        last = bisect_right(self._firsts, hi)
+        if first < last:
+            near_st = np.concatenate([np.frombuffer(c, dtype=np.uint64)
+                                      for c in self._starts[first:last]])
+            near_rw = np.concatenate([np.frombuffer(c, dtype=np.int64)
+                                      for c in self._rows[first:last]])
+            sizes_of = np.frombuffer(self.store.size, dtype=np.uint64)
+            st = np.concatenate((st, near_st))
+            en = np.concatenate((en, near_st + sizes_of[near_rw]))
+            del sizes_of  # a live view would stop the size column from growing
+        order = np.argsort(st, kind="stable")
+        st, en = st[order], en[order]
+        return bool((st[1:] >= en[:-1]).all())
 
     def insert_rows(self, starts: Sequence[int], rows: Sequence[int]) -> None:
         """Insert the objects of *rows* (sizes > 0) at *starts*; the caller checked

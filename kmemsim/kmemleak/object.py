@@ -192,8 +192,8 @@ class ObjectStore:
         for col, value in ((self.min_count, min_count), (self.count, 0), (self.flags, flags),
                            (self.excess_ref, 0), (self.checksum, 0), (self.jiffies, jiffies),
                            (self.pid, pid)):
-            col.extend(repeat(value, m))
-        self.serial.extend(range(first_serial, first_serial + m))
+            col.extend(array(col.typecode, [value]) * m)  # C speed: no iterator
+        self.serial.frombytes(np.arange(first_serial, first_serial + m, dtype=np.int64).tobytes())
         self.comm.extend(repeat(comm, m))
         self.trace.extend(repeat(trace, m))
         self.areas.extend(repeat((), m))
