@@ -448,14 +448,26 @@ class _FastScanner:
     def _grayed_by(self, gray_row: _Arr, gray_dst: _Arr, edge_row: _Arr, edge_dst: _Arr,
                    edge_addr: _Arr, edge_value: _Arr) -> GrayedByMap:
         """For each grayed object, the first word of the row that grayed it pointing to the
-        object it named (the object itself, or the one that forwarded to it).  ``O(E log(E))``.
+        object it named (the object itself, or the one that forwarded to it).
+
+        The edges are sorted by row, so each object's candidates are the edges
+        of its graying row that point to the object it names; the first is
+        kept with ``np.minimum.at``.  The few objects grayed through a
+        forwarding look their word up one by one.  ``O(E + G log(E))`` for
+        ``G`` forwarded grays.
         """
         grayed = np.flatnonzero(gray_row >= 0)
         rows, dsts = gray_row[grayed], gray_dst[grayed]
-        width = np.int64(self.n + 1)
-        key = edge_row.astype(I64) * width + edge_dst
-        by_key = np.argsort(key, kind="stable")  # stable: the first word of a row first
-        e = by_key[np.searchsorted(key[by_key], rows * width + dsts, side="left")]
+        n_edges = len(edge_dst)
+        direct = np.flatnonzero((gray_dst[edge_dst] == edge_dst)
+                                & (gray_row[edge_dst] == edge_row))
+        first = np.full(self.n, n_edges, dtype=I64)
+        np.minimum.at(first, edge_dst[direct], direct)
+        e = first[grayed]
+        for k in np.flatnonzero(dsts != grayed).tolist():  # grayed through an excess_ref
+            lo = int(np.searchsorted(edge_row, rows[k], side="left"))
+            hi = int(np.searchsorted(edge_row, rows[k], side="right"))
+            e[k] = lo + int(np.flatnonzero(edge_dst[lo:hi] == dsts[k])[0])
         nroots = len(self.roots)
         sources = np.where(rows >= nroots, rows - nroots, -1 - rows)
         return GrayedByMap(self.pointer[grayed], edge_addr[e], edge_value[e], sources,

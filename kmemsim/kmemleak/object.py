@@ -23,7 +23,6 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -194,11 +193,11 @@ class ObjectStore:
                            (self.pid, pid)):
             col.extend(array(col.typecode, [value]) * m)  # C speed: no iterator
         self.serial.frombytes(np.arange(first_serial, first_serial + m, dtype=np.int64).tobytes())
-        self.comm.extend(repeat(comm, m))
-        self.trace.extend(repeat(trace, m))
-        self.areas.extend(repeat((), m))
+        self.comm += [comm] * m
+        self.trace += [trace] * m
+        self.areas += [()] * m
         self.live += b"\x01" * m
-        self.objects.extend(repeat(None, m))
+        self.objects += [None] * m
         self.live_count += m
         return range(row0, row0 + m)
 
