@@ -178,11 +178,11 @@ class _FastScanner:
         # Columns of the object metadata, gathered from the store: the vectorised phases
         # work on these.
         rows = self.rows
-        self.pointer = store.column("pointer")[rows]
+        self.pointer = store.column("pointer", rows)
         self.size = self.size_of_row[rows]
-        self.flags = store.column("flags")[rows]
-        self.min_count = store.column("min_count")[rows]
-        self.excess_ref = store.column("excess_ref")[rows]
+        self.flags = store.column("flags", rows)
+        self.min_count = store.column("min_count", rows)
+        self.excess_ref = store.column("excess_ref", rows)
         if store.areas.count(()) == len(store.areas):  # C speed: () is shared
             self.has_areas = np.zeros(self.n, dtype=bool)
         else:
@@ -431,7 +431,7 @@ class _FastScanner:
         ri = np.searchsorted(starts, addr, side="right").astype(I64) - 1
         inside = ((self.flags[white] & (OBJECT_PERCPU | OBJECT_PHYS) == 0) & (ri >= 0)
                   & (addr + size <= ends[np.maximum(ri, 0)]))
-        old = store.column("checksum")[rows]
+        old = store.column("checksum", rows)
         new = old.copy()
         for r in np.unique(ri[inside]).tolist():
             sel = np.flatnonzero(inside & (ri == r))

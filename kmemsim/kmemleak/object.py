@@ -263,13 +263,20 @@ class ObjectStore:
         """The views of the live rows, in order (made for those not made yet).  ``O(n)``."""
         return list(map(self.view, self.live_rows().tolist()))
 
-    def column(self, name: str) -> npt.NDArray[Any]:
-        """A numpy copy of one numeric column (uint64 or int64), all rows.  ``O(n)``.
+    def column(self, name: str, rows: npt.NDArray[np.int64] | None = None) -> npt.NDArray[Any]:
+        """A numpy copy of one numeric column (uint64 or int64): all rows, or *rows*
+        (distinct and ascending, as :meth:`live_rows` and its subsets are).
 
         A copy, not a view: a live view would stop the column from growing.
+        ``O(n)``, or ``O(len(rows))``.
         """
         col = getattr(self, name)
-        return np.frombuffer(col, dtype=np.uint64 if col.typecode == "Q" else np.int64).copy()
+        view = np.frombuffer(col, dtype=np.uint64 if col.typecode == "Q" else np.int64)
+        try:
+            # every row asked for, in order (no free rows): a plain copy beats a gather
+            return view.copy() if rows is None or len(rows) == len(view) else view[rows]
+        finally:
+            del view  # release the buffer at once so the column can grow again
 
     def set_column(self, name: str, rows: npt.NDArray[np.int64], values: npt.NDArray[Any]
                    ) -> None:

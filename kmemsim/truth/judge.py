@@ -324,8 +324,8 @@ class _Judge:
         store = kl.store
         rows = store.live_rows()
         view = store.view
-        flags = store.column("flags")[rows]
-        pointer = store.column("pointer")[rows]
+        flags = store.column("flags", rows)
+        pointer = store.column("pointer", rows)
         listed, _ = unreferenced_rows(kl, rows)
         reported = listed & (flags & OBJECT_REPORTED != 0)
         reach = self.reach
@@ -337,7 +337,7 @@ class _Judge:
         plain_tn = ((flags & (OBJECT_PERCPU | OBJECT_PHYS) == 0) & ~reported
                     & np.isin(addr, bases))
         pointers = pointer.tolist()
-        sizes = store.column("size")[rows].tolist()
+        sizes = store.column("size", rows).tolist()
         out: list[Verdict | None] = [None] * len(rows)
         for i in np.flatnonzero(plain_tn).tolist():
             out[i] = Verdict(pointers[i], sizes[i], TRUE_NEGATIVE, "reachable",
