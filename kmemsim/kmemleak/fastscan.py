@@ -307,6 +307,7 @@ class _FastScanner:
         windows = [(lo, hi) for lo, hi in ((vmin, vmax), (pmin, pmax)) if lo < hi]
         if not len(src_st) or not windows:
             return edges.arrays()
+        in_windows = _WindowFilter(windows, tagmask)
         for region in self.k.memory.regions():
             lo = int(np.searchsorted(src_en, U64(region.start), side="right"))
             hi = int(np.searchsorted(src_st, U64(region.end), side="left"))
@@ -320,8 +321,7 @@ class _FastScanner:
                 continue
             words = np.frombuffer(region.data, dtype=dt, count=nwords,
                                   offset=first - region.start).astype(U64, copy=False)
-            vals = words | tagmask if tagmask is not None else words
-            cand = np.flatnonzero(_in_windows(vals, windows))
+            cand = in_windows(words)
             if not len(cand):
                 continue
             addr = U64(first) + cand.astype(U64) * U64(ws)
@@ -330,7 +330,8 @@ class _FastScanner:
             own_c = np.where(ok, own, 0)
             ok &= (addr + U64(ws)) <= src_en[own_c]
             cand, addr, own_c = cand[ok], addr[ok], own_c[ok]
-            v, raw = vals[cand], words[cand]
+            raw = words[cand]
+            v = raw | tagmask if tagmask is not None else raw
             src, seq = src_id[own_c], src_rank[own_c]
             for starts, ends, idx, index, wmin, wmax in ((*vt, vindex, vmin, vmax),
                                                          (*pt, pindex, pmin, pmax)):
@@ -498,14 +499,45 @@ class _FastScanner:
         return total
 
 
-def _in_windows(vals: _Arr, windows: list[tuple[np.uint64, np.uint64]]) -> _Arr:
-    """``lo <= v < hi`` for any non-empty window: one subtraction and one compare per
-    window (unsigned wrap-around puts values below ``lo`` above ``hi - lo``)."""
-    (lo, hi), *rest = windows
-    mask = (vals - lo) < (hi - lo)
-    for lo, hi in rest:
-        mask |= (vals - lo) < (hi - lo)
-    return mask
+class _WindowFilter:
+    """The positions of the words that fall in any address window, region after region.
+
+    One pass over the words tests the span from the lowest window start to
+    the highest window end (one subtraction and one unsigned compare: values
+    below the start wrap above the span), into buffers reused from region to
+    region (fresh temporaries would cost a page fault per page); the few
+    candidates are then checked against each window.
+    """
+
+    def __init__(self, windows: list[tuple[np.uint64, np.uint64]], tagmask: np.uint64 | None
+                 ) -> None:
+        self.windows = windows
+        self.tagmask = tagmask
+        self.lo = min(lo for lo, _ in windows)
+        self.span = max(hi for _, hi in windows) - self.lo
+        self.tmp = np.empty(0, dtype=U64)
+        self.mask = np.empty(0, dtype=bool)
+
+    def __call__(self, words: _Arr) -> _Arr:
+        n = len(words)
+        if len(self.tmp) < n:
+            self.tmp = np.empty(n, dtype=U64)
+            self.mask = np.empty(n, dtype=bool)
+        tmp, mask = self.tmp[:n], self.mask[:n]
+        if self.tagmask is not None:
+            np.bitwise_or(words, self.tagmask, out=tmp)
+            np.subtract(tmp, self.lo, out=tmp)
+        else:
+            np.subtract(words, self.lo, out=tmp)
+        np.less(tmp, self.span, out=mask)
+        cand = np.flatnonzero(mask)
+        if len(self.windows) > 1 and len(cand):
+            v = words[cand] | self.tagmask if self.tagmask is not None else words[cand]
+            keep = np.zeros(len(cand), dtype=bool)
+            for lo, hi in self.windows:
+                keep |= (v - lo) < (hi - lo)
+            cand = cand[keep]
+        return cand
 
 
 def _aligned_words(start: int, end: int, ws: int) -> int:
