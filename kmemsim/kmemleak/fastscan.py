@@ -30,6 +30,7 @@ narrow waves a long linked list makes.
 from __future__ import annotations
 
 import sys
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,6 @@ from .object import (
     OBJECT_PERCPU,
     OBJECT_PHYS,
     KmemleakObject,
-    crc32,
 )
 from .scan import GrayedBy, GrayedByMap, RootRange, update_checksum
 
@@ -424,6 +424,7 @@ class _FastScanner:
         """
         kl = self.kl
         store = kl.store
+        zcrc = zlib.crc32
         rows = self.rows[white]
         addr, size = self.untagged[white], self.size[white]
         regions = list(self.k.memory.regions())
@@ -438,7 +439,8 @@ class _FastScanner:
             sel = np.flatnonzero(inside & (ri == r))
             offsets = (addr[sel] - starts[r]).tolist()
             with memoryview(regions[r].data) as data:
-                new[sel] = [crc32(data[o:o + n]) for o, n in
+                # crc32() inlined (the fast engine never runs with a fault injected)
+                new[sel] = [zcrc(data[o:o + n], 0xFFFFFFFF) ^ 0xFFFFFFFF for o, n in
                             zip(offsets, size[sel].tolist(), strict=True)]
         store.set_column("checksum", rows[inside], new[inside])
         changed = inside & (new != old)
