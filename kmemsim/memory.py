@@ -1,7 +1,10 @@
 """AddressSpace: a sparse simulated kernel address space.
 
-Memory is a set of non-overlapping regions, each a ``bytearray`` at a base
-address.  Whatever is not mapped (the gaps, the guard page after every
+Memory is a set of non-overlapping regions, each a buffer at a base address:
+a ``bytearray`` when the caller gives the bytes or the region is small, else
+an anonymous private ``mmap`` (:func:`zeroed`), which the host fills with
+zero pages on first touch, so mapping costs no memset and untouched simulated
+RAM costs no resident memory.  Whatever is not mapped (the gaps, the guard page after every
 vmalloc area) faults: reading or writing it raises :class:`~kmemsim.errors.PageFault`
 with the kernel's oops wording, never an ``IndexError``.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import gc
+import mmap
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +38,34 @@ RegionKind = Literal[
 ]
 
 _NATIVE_LITTLE = sys.byteorder == "little"
+
+#: The bytes of a region: given ones (a ``bytearray``) or lazily zeroed ones (an
+#: ``mmap``).  Both slice to bytes-like copies, take slice assignments of equal
+#: length and export a writable buffer (``memoryview``, ``numpy.frombuffer``).
+RegionData = bytearray | mmap.mmap
+
+#: Regions of this many bytes or more are mapped lazily (:func:`zeroed`).  Below it a
+#: ``bytearray``'s memset is cheaper than a host mapping of its own (and a host
+#: mapping is a page at least), and many small regions do not multiply host mappings.
+LAZY_MIN_BYTES = 64 * 1024
+
+
+def zeroed(size: int) -> RegionData:
+    """*size* zero bytes for a region: an anonymous ``mmap`` from :data:`LAZY_MIN_BYTES` on.
+
+    The mapping is private (copy-on-write): a page read before it is written
+    is the host's shared zero page, and a forked worker's writes stay its own.
+
+    >>> type(zeroed(16)).__name__, type(zeroed(1 << 20)).__name__
+    ('bytearray', 'mmap')
+    >>> m = zeroed(1 << 20); m[8:10] = b"ab"; bytes(m[6:12]), len(m)
+    (b'\\x00\\x00ab\\x00\\x00', 1048576)
+    """
+    if size < LAZY_MIN_BYTES:
+        return bytearray(size)
+    if hasattr(mmap, "MAP_PRIVATE"):  # POSIX
+        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return mmap.mmap(-1, size)  # pragma: no cover - Windows: pagefile-backed, committed lazily
 
 
 @contextmanager
@@ -63,11 +95,11 @@ def paused_gc() -> Iterator[None]:
 
 
 class Region:
-    """One mapped range ``[start, end)`` backed by :attr:`data`."""
+    """One mapped range ``[start, end)`` backed by :attr:`data` (never resized)."""
 
     __slots__ = ("data", "end", "kind", "name", "start")
 
-    def __init__(self, start: int, data: bytearray, name: str, kind: RegionKind) -> None:
+    def __init__(self, start: int, data: RegionData, name: str, kind: RegionKind) -> None:
         self.start = start
         self.end = start + len(data)
         self.data = data
@@ -106,22 +138,29 @@ class AddressSpace:
         self, start: int, size: int, name: str, kind: RegionKind = "other",
         data: bytearray | None = None,
     ) -> Region:
-        """Map ``[start, start+size)`` (zero-filled unless *data* is given)."""
+        """Map ``[start, start+size)`` (zero-filled unless *data* is given).
+
+        Without *data* the region's bytes come from :func:`zeroed`: lazily
+        zero-filled, so a large mapping costs nothing until it is written.
+        """
         check_int("start", start, minimum=0, maximum=self._top - 1)
         check_int("size", size, minimum=1, maximum=self._top - start)
+        buf: RegionData
         if data is None:
-            data = bytearray(size)
+            buf = zeroed(size)
         elif not isinstance(data, bytearray):
             # Regions are written in place: immutable bytes would fail on the first store.
             raise KmemsimTypeError(f"data must be a bytearray, not {type(data).__name__}")
         elif len(data) != size:
             raise KmemsimValueError("data length does not match size")
+        else:
+            buf = data
         i = bisect.bisect_right(self._starts, start)
         if (i > 0 and self._regions[i - 1].end > start) or (
             i < len(self._starts) and self._starts[i] < start + size
         ):
             raise KmemsimValueError(f"mapping {start:#x}+{size:#x} overlaps an existing region")
-        region = Region(start, data, name, kind)
+        region = Region(start, buf, name, kind)
         self._starts.insert(i, start)
         self._regions.insert(i, region)
         return region
@@ -307,10 +346,13 @@ class AddressSpace:
         if bool((s[1:] == s[:-1]).any()) or bool((a % np.uint64(ws)).any()):
             raise KmemsimValueError("addresses must be distinct and word-aligned")
         starts = np.array(self._starts, dtype=np.uint64)
-        ends = np.array([r.end for r in self._regions], dtype=np.uint64)
+        # The last byte of each region, not its end: a region at the very top of a
+        # 64-bit space ends at 2**64, which no uint64 holds (nor does a + ws hold there).
+        last = np.array([r.end - 1 for r in self._regions], dtype=np.uint64)
         idx = np.searchsorted(starts, a, side="right").astype(np.int64) - 1
         ok = idx >= 0
-        ok &= a + np.uint64(ws) <= ends[np.where(ok, idx, 0)]
+        room = last[np.where(ok, idx, 0)]
+        ok &= (a <= room) & (room - a >= np.uint64(ws - 1))
         if not bool(ok.all()):
             bad = int(a[np.flatnonzero(~ok)[0]])
             raise KmemsimValueError(f"{bad:#x} is not a mapped whole word")
@@ -322,7 +364,7 @@ class AddressSpace:
             sel = idx == i
             view = np.frombuffer(r.data, dtype=dtype, count=len(r.data) // ws)
             view[((a[sel] - np.uint64(r.start)) // np.uint64(ws)).astype(np.int64)] = v[sel]
-            del view  # no export may outlive the call: regions can be resized
+            del view  # no export outlives the call: an exported buffer cannot be resized or closed
         if self._on_write_words is not None:
             self._on_write_words(addrs)
         elif self._on_write is not None:

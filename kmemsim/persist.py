@@ -49,6 +49,7 @@ import importlib
 import importlib.util
 import itertools
 import json
+import mmap
 import os
 import random
 import re
@@ -65,6 +66,7 @@ import numpy as np
 from sortedcontainers import SortedDict, SortedKeyList, SortedList, SortedSet
 
 from .errors import KmemsimFormatError, KmemsimTypeError, KmemsimValueError
+from .memory import RegionData, zeroed
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -72,10 +74,14 @@ if TYPE_CHECKING:
 #: The ``format`` field of every save's header.
 FORMAT_NAME = "kmemsim-save"
 #: The format version this code writes; it reads versions ``OLDEST_READABLE`` to this one.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Version 1 saved each ``kmemleak_object`` as an object of its own; version 2 saves
-#: kmemleak's column store, so version 1 files cannot be restored.
+#: kmemleak's column store, so version 1 files cannot be restored.  Version 3 adds
+#: lazily zeroed regions (``anonmap``, only their non-zero pages); version 2 files,
+#: whose regions are all ``bytearray``s, load as they are.
 OLDEST_READABLE = 2
+#: ``anonmap`` entries save their non-zero runs of pages of this many bytes.
+ANONMAP_PAGE = 4096
 #: A header is one JSON line of at most this many bytes.
 MAX_HEADER_BYTES = 64 * 1024
 #: zlib cannot expand data by more than about 1032 times: a header that says
@@ -331,6 +337,8 @@ class _Saver:
                     "v": [v(x, oid, i) for i, x in enumerate(obj)]}
         if t is bytes or t is bytearray:
             return {"t": t.__name__, "blob": self.blob(memoryview(obj))}
+        if t is mmap.mmap:
+            return self.anonmap(obj)
         if t is array.array:
             return {"t": "array", "typecode": obj.typecode, "itemsize": obj.itemsize,
                     "blob": self.blob(memoryview(obj).cast("B"))}
@@ -419,11 +427,22 @@ class _Saver:
                              for i, x in enumerate(x for part in inner._keys for x in part)]
         return entry
 
+    def anonmap(self, m: mmap.mmap) -> dict[str, Any]:
+        """A lazily zeroed region's buffer: its size and its non-zero page runs.
+
+        Only what was written is saved (a ``mem=4G`` kernel holds mostly
+        untouched pages); each run is its own blob, a view until the blob
+        area is joined.
+        """
+        return {"t": "anonmap", "size": len(m),
+                "runs": [[off, self.blob(memoryview(m)[off:end])]
+                         for off, end in _nonzero_runs(m, ANONMAP_PAGE)]}
+
     def memoryview(self, mv: memoryview, oid: int) -> dict[str, Any]:
         buf = mv.obj
-        if type(buf) not in (bytes, bytearray) or not mv.c_contiguous:
-            raise self.refuse(oid, "memoryview that is not a contiguous view of bytes or a "
-                                   "bytearray")
+        if type(buf) not in _BUFFERS or not mv.c_contiguous:
+            raise self.refuse(oid, "memoryview that is not a contiguous view of bytes, a "
+                                   "bytearray or a region's mmap")
         off = _address(mv) - _address(buf) if mv.nbytes else 0
         return {"t": "memoryview", "buf": self.value(buf, oid, ".obj"), "offset": off,
                 "nbytes": mv.nbytes, "format": mv.format, "shape": list(mv.shape or ()),
@@ -457,7 +476,7 @@ class _Saver:
             root = root.base
         if root.base is not None:  # a view of a Python buffer (numpy.frombuffer)
             root = root.base.obj if type(root.base) is memoryview else root.base
-            if type(root) not in (bytes, bytearray):
+            if type(root) not in _BUFFERS:
                 raise self.refuse(oid, f"numpy array over a {type(root).__name__} buffer")
         off = _address(a) - _address(root) if a.size else 0
         return {"t": "ndarray_view", "base": self.value(root, oid, ".base"), "dtype": dtype,
@@ -573,6 +592,31 @@ def _slot_names(cls: type) -> list[str]:
     return names
 
 
+def _nonzero_runs(buf: mmap.mmap, page: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each maximal run of pages of *buf* holding a non-zero byte.
+
+    Reading an untouched page of a private anonymous mapping maps the host's
+    zero page: finding the runs adds nothing to the resident set.
+
+    >>> m = mmap.mmap(-1, 5 * 4096 + 10); m[4096] = 1; m[2 * 4096 + 5] = 2; m[-1] = 3
+    >>> _nonzero_runs(m, 4096)
+    [(4096, 12288), (20480, 20490)]
+    """
+    a = np.frombuffer(buf, dtype=np.uint8)
+    n = len(a)
+    full, tail = divmod(n, page)
+    nz = np.zeros(full + 2 + (tail > 0), dtype=np.int8)  # a zero page either side
+    if full:
+        words = a[:full * page].view(np.uint64).reshape(full, page // 8)
+        nz[1:full + 1] = np.bitwise_or.reduce(words, axis=1) != 0
+    if tail:
+        nz[full + 1] = bool(a[full * page:].any())
+    edges = np.diff(nz)
+    return [(int(s) * page, min(int(e) * page, n))
+            for s, e in zip(np.flatnonzero(edges == 1).tolist(),
+                            np.flatnonzero(edges == -1).tolist(), strict=True)]
+
+
 def _address(obj: Any) -> int:
     """The address of the first byte of a buffer (for view offsets only)."""
     if isinstance(obj, np.ndarray):
@@ -628,6 +672,8 @@ def save(k: Kernel, path: str | os.PathLike[str]) -> None:
 
 
 # ============================================================================= load
+#: Buffers a memoryview or a numpy view in a save may be a view of.
+_BUFFERS = (bytes, bytearray, mmap.mmap)
 _IMMUTABLE = frozenset({"tuple", "frozenset", "bytes", "complex", "range", "builtin_type",
                         "class", "function", "code", "enum", "np_scalar", "np_seedseq",
                         "np_bitgen", "np_generator", "method", "memoryview", "ndarray_view"})
@@ -719,6 +765,8 @@ class _Loader:
             return collections.deque(maxlen=maxlen)
         if t == "bytearray":
             return bytearray(self.blob(e["blob"]))
+        if t == "anonmap":
+            return self.anonmap(e)
         if t == "array":
             code, data = e["typecode"], self.blob(e["blob"])
             if type(code) is not str or code not in array.typecodes or code == "u":
@@ -818,7 +866,7 @@ class _Loader:
             return m
         if t == "memoryview":
             buf = self.value(e["buf"])
-            if type(buf) not in (bytes, bytearray):
+            if type(buf) not in _BUFFERS:
                 raise KmemsimFormatError("a memoryview over something else than bytes")
             off, n = _int_list([e["offset"], e["nbytes"]])
             if off < 0 or off + n > len(buf) or type(e["format"]) is not str:
@@ -829,7 +877,7 @@ class _Loader:
             return mv.toreadonly() if e["readonly"] and not mv.readonly else mv
         if t == "ndarray_view":
             base = self.value(e["base"])
-            if type(base) not in (bytes, bytearray, np.ndarray):
+            if type(base) not in (*_BUFFERS, np.ndarray):
                 raise KmemsimFormatError("a numpy view of something else than an array or bytes")
             arr = np.ndarray(tuple(_int_list(e["shape"])), dtype=_np_dtype(e["dtype"]),
                              buffer=base, offset=int(e["offset"]),
@@ -864,6 +912,30 @@ class _Loader:
                 raise KmemsimFormatError("a numpy Generator without a bit generator")
             return np.random.Generator(bg)
         raise KmemsimFormatError(f"unknown object type {t!r}")  # pragma: no cover
+
+    def anonmap(self, e: dict[str, Any]) -> RegionData:
+        """A lazily zeroed buffer (:func:`kmemsim.memory.zeroed`) with the saved runs written.
+
+        Only the saved (non-zero) pages are touched: the restored region is as
+        lazy as the original.
+        """
+        size, runs = e.get("size"), e.get("runs")
+        if type(size) is not int or not 0 < size <= sys.maxsize or type(runs) is not list:
+            raise KmemsimFormatError("malformed anonmap (size, runs)")
+        try:
+            buf = zeroed(size)
+        except (OSError, OverflowError, ValueError, MemoryError):
+            raise KmemsimFormatError(f"cannot map an anonmap of {size} bytes") from None
+        done = 0
+        for run in runs:
+            if type(run) is not list or len(run) != 2 or type(run[0]) is not int:
+                raise KmemsimFormatError("malformed anonmap run")
+            off, data = run[0], self.blob(run[1])
+            if off < done or off + len(data) > size:
+                raise KmemsimFormatError("anonmap runs out of order or out of range")
+            buf[off:off + len(data)] = data
+            done = off + len(data)
+        return buf
 
     def allowed_module(self, modname: str) -> bool:
         return modname in self.modules or bool(_MODULE_NAME.match(modname)

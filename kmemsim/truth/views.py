@@ -101,7 +101,7 @@ from .model import Block
 if TYPE_CHECKING:
     from ..kernel import Kernel
     from ..layout import Arch
-    from ..memory import AddressSpace
+    from ..memory import AddressSpace, RegionData
 
 # LeakSanitizer's classes.
 LSAN_REACHABLE = "reachable"
@@ -325,7 +325,7 @@ def _gather(memory: AddressSpace, arch: Arch, ranges: list[tuple[int, int, int]]
     ([7, 7, 7, 7, 9, 9], True)
     """
     ws = arch.word_size
-    by_region: dict[int, tuple[bytearray, list[int], list[int], list[int]]] = {}
+    by_region: dict[int, tuple[RegionData, list[int], list[int], list[int]]] = {}
     owners: list[_I64] = []
     values: list[_U64] = []
     for owner, start, end in ranges:
