@@ -97,7 +97,7 @@ class StartIndex:
     value.  Here the starts are split into clusters at gaps wider than
     ``MAX_GAP`` (the direct map, the kernel image, vmalloc space ...), each
     cluster is cut into cells of ``1 << CELL_SHIFT`` bytes, and a table holds
-    the answer at each cell's start; a value then costs a search among the
+    the last start before each cell; a value then costs a search among the
     few clusters, one table read and a step over the starts inside its cell.
     When the cells would outnumber the starts by far (sparse starts), it
     falls back to ``searchsorted``.
@@ -126,11 +126,11 @@ class StartIndex:
         if total > 8 * n + 4096:
             return  # sparse: plain binary search
         self.offset = np.concatenate(([0], np.cumsum(self.cells)[:-1])).astype(I64)
-        cluster = np.repeat(np.arange(len(first), dtype=I64), self.cells)
-        cell_start = self.base[cluster] + ((np.arange(total, dtype=I64)
-                                            - self.offset[cluster]).astype(U64) << shift)
-        # sorted keys: numpy's binary search reuses its last answer, so this is cheap
-        self.table = np.searchsorted(starts, cell_start, side="right").astype(I64) - 1
+        # table[g]: the last start before cell g (-1: none), from a count of starts per cell
+        cluster = np.repeat(np.arange(len(first), dtype=I64), last - first + 1)
+        cell = self.offset[cluster] + ((starts - self.base[cluster]) >> shift).astype(I64)
+        per_cell = np.bincount(cell, minlength=total)
+        self.table = np.cumsum(per_cell) - per_cell - 1
         self.last = last
 
     def floor(self, values: npt.NDArray[np.uint64]) -> _Arr:
@@ -149,7 +149,7 @@ class StartIndex:
         j = np.where(beyond, self.last[cc],
                      table[self.offset[cc] + np.minimum(cell, self.cells[cc] - 1)])
         j[c < 0] = -1
-        # step over the starts inside the value's cell
+        # step over the starts of the value's cell that are not above it
         n = len(starts)
         active = np.flatnonzero((c >= 0) & ~beyond)
         while len(active):
@@ -435,7 +435,7 @@ class _FastScanner:
                   & (addr + size <= ends[np.maximum(ri, 0)]))
         old = store.column("checksum", rows)
         new = old.copy()
-        for r in np.unique(ri[inside]).tolist():
+        for r in np.flatnonzero(np.bincount(ri[inside], minlength=len(regions))).tolist():
             sel = np.flatnonzero(inside & (ri == r))
             offsets = (addr[sel] - starts[r]).tolist()
             with memoryview(regions[r].data) as data:
