@@ -875,7 +875,7 @@ def slab_alloc_bulk(slab: SlabAllocator, requests: list[tuple[KmemCache, int]], 
         return [slab.slab_alloc(c, init, zero=zero) for c, init in requests]
     objs: list[int] = []
     append = objs.append
-    write_word = k.memory.write_word
+    wipe: list[int] = []  # free-pointer words to clear, written together after the loop
     init_on_free = k.page_allocator.init_on_free
     # Records per object (slab bookkeeping, kmemleak objects, truth blocks), none of
     # them cyclic: no garbage collection is needed while they are made.
@@ -891,8 +891,10 @@ def slab_alloc_bulk(slab: SlabAllocator, requests: list[tuple[KmemCache, int]], 
             c.allocated.add(obj)
             c.active_objects += 1
             if c.flags & SLAB_POISON or init_on_free:
-                write_word(obj + c.offset, 0)
+                # (written after the loop: no other allocation of the batch touches it)
+                wipe.append(obj + c.offset)
             append(obj)
+        k.memory.write_words(wipe, [0] * len(wipe))
         if zero or k.page_allocator.init_on_alloc:
             for obj, (_, init) in zip(objs, requests, strict=True):
                 k.memory.fill(obj, init, 0)
