@@ -924,3 +924,31 @@ def _run_sequence(arch: str, ops: list[tuple[str, int]]) -> None:
 def test_random_alloc_free_sequences_keep_the_invariants(arch: str,
                                                          ops: list[tuple[str, int]]) -> None:
     _run_sequence(arch, ops)
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 3), st.integers(0, 1000)),
+                min_size=1, max_size=60))
+def test_struct_page_roots_are_the_struct_pages_of_pages_in_use(
+        script: list[tuple[bool, int, int]]) -> None:
+    """kmemleak scans the ``struct page`` of every page in use: merged runs, nothing more."""
+    k = Kernel(seed=5)
+    live: list[tuple[int, int]] = []
+    for alloc, order, pick in script:
+        if alloc or not live:
+            p = k.alloc_pages(order)
+            if p:
+                live.append((p, order))
+        else:
+            p, o = live.pop(pick % len(live))
+            k.free_pages(p, o)
+    pa = k.page_allocator
+    sp = k.arch.struct_page_size
+    pages = sorted(pfn + i for pfn, o in pa.allocated.items() for i in range(1 << o))
+    want: list[tuple[int, int]] = []
+    for pfn in pages:
+        s = pa.struct_page(pfn)
+        if want and want[-1][1] == s:
+            want[-1] = (want[-1][0], s + sp)
+        else:
+            want.append((s, s + sp))
+    assert pa.in_use_ranges() == want
