@@ -308,6 +308,9 @@ class _FastScanner:
         if not len(src_st) or not windows:
             return edges.arrays()
         in_windows = _WindowFilter(windows, tagmask)
+        # Pass 1, region by region: the address and value of every word in a window.
+        addr_parts: list[_Arr] = []
+        raw_parts: list[_Arr] = []
         for region in self.k.memory.regions():
             lo = int(np.searchsorted(src_en, U64(region.start), side="right"))
             hi = int(np.searchsorted(src_st, U64(region.end), side="left"))
@@ -322,30 +325,34 @@ class _FastScanner:
             words = np.frombuffer(region.data, dtype=dt, count=nwords,
                                   offset=first - region.start).astype(U64, copy=False)
             cand = in_windows(words)
-            if not len(cand):
+            if len(cand):
+                addr_parts.append(U64(first) + cand.astype(U64) * U64(ws))
+                raw_parts.append(words[cand])
+            del words  # release the region's buffer
+        if not addr_parts:
+            return edges.arrays()
+        # Pass 2, all candidates at once (regions come in address order, so addr is
+        # sorted): the source range holding each word, then the object it points into.
+        addr, raw = np.concatenate(addr_parts), np.concatenate(raw_parts)
+        own = np.searchsorted(src_st, addr, side="right").astype(I64) - 1
+        ok = own >= 0
+        own_c = np.where(ok, own, 0)
+        ok &= (addr + U64(ws)) <= src_en[own_c]
+        addr, raw, own_c = addr[ok], raw[ok], own_c[ok]
+        v = raw | tagmask if tagmask is not None else raw
+        src, seq = src_id[own_c], src_rank[own_c]
+        for starts, ends, idx, index, wmin, wmax in ((*vt, vindex, vmin, vmax),
+                                                     (*pt, pindex, pmin, pmax)):
+            if not len(starts):
                 continue
-            addr = U64(first) + cand.astype(U64) * U64(ws)
-            own = np.searchsorted(src_st, addr, side="right").astype(I64) - 1
-            ok = own >= 0
-            own_c = np.where(ok, own, 0)
-            ok &= (addr + U64(ws)) <= src_en[own_c]
-            cand, addr, own_c = cand[ok], addr[ok], own_c[ok]
-            raw = words[cand]
-            v = raw | tagmask if tagmask is not None else raw
-            src, seq = src_id[own_c], src_rank[own_c]
-            for starts, ends, idx, index, wmin, wmax in ((*vt, vindex, vmin, vmax),
-                                                         (*pt, pindex, pmin, pmax)):
-                if not len(starts):
-                    continue
-                inwin = (v >= wmin) & (v < wmax)
-                ti = index.floor(v)
-                hit = inwin & (ti >= 0)
-                ti_c = np.where(hit, ti, 0)
-                hit &= v < ends[ti_c]
-                dst = idx[ti_c]
-                hit &= dst != src  # self-references are skipped
-                edges.add(src=src[hit], dst=dst[hit], addr=addr[hit], value=raw[hit].astype(U64),
-                          seq=seq[hit])
+            inwin = (v >= wmin) & (v < wmax)
+            ti = index.floor(v)
+            hit = inwin & (ti >= 0)
+            ti_c = np.where(hit, ti, 0)
+            hit &= v < ends[ti_c]
+            dst = idx[ti_c]
+            hit &= dst != src  # self-references are skipped
+            edges.add(src=src[hit], dst=dst[hit], addr=addr[hit], value=raw[hit], seq=seq[hit])
         return edges.arrays()
 
     # -- the gray list over the edge list -------------------------------------
