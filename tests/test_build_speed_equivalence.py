@@ -207,6 +207,5 @@ def test_store_many_into_a_larger_heap_equals_stores(batch: int) -> None:
             for s, t in zip(slots, targets, strict=True):
                 k.store(s, t)
         k.truth._check()
-        states.append((_truth_state(k), list(k.truth._pieces.items()),
-                       list(k.truth._pieces._list)))
+        states.append((_truth_state(k), k.truth._piece_list()))
     assert states[0] == states[1]

@@ -26,10 +26,20 @@ True
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    MutableMapping,
+    Sequence,
+    ValuesView,
+)
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
 from sortedcontainers import SortedDict
@@ -164,6 +174,305 @@ _EDGE_SETTERS = tuple(getattr(Edge, f).__set__ for f in (
     "slot", "target", "target_base", "encoding", "pieces", "holder", "root", "jiffies"))
 
 
+_T = TypeVar("_T")
+#: Row runs are compacted once this many of their rows are dead (and over half of them).
+_COMPACT_MIN = 1 << 16
+#: A range this many words long or shorter finds its row edges by looking each word up.
+_PROBE_WORDS = 32
+_U64_MAX = (1 << 64) - 1
+_WORD_MASK = {n: (1 << (8 * n)) - 1 for n in (1, 2, 4, 8, 16)}  # by word size (row edges are words)
+#: One run of rows, sorted by slot: (slots, targets, holders, kinds).
+Run = tuple[array, array, array, array]  # type: ignore[type-arg]
+
+
+def _np_col(col: array) -> np.ndarray[tuple[int], np.dtype[Any]]:  # type: ignore[type-arg]
+    """A run column as a numpy array (a view of its buffer: release it before resizing)."""
+    return np.frombuffer(col, dtype=np.uint32 if col.typecode == "I" else np.uint64)
+
+
+def _take(col: array, idx: np.ndarray[tuple[int], np.dtype[Any]]) -> array:  # type: ignore[type-arg]
+    """``col[idx]`` as a new column (one numpy copy, one array copy: a column at a time
+    keeps the peak of a merge low)."""
+    out = array(col.typecode)
+    out.frombytes(memoryview(_np_col(col)[idx]).cast("B"))
+    return out
+
+
+class EdgeTable(MutableMapping[int, Edge]):
+    """``slot -> Edge`` (``Truth.edges``): a dict in behaviour and order, compact in bytes.
+
+    An edge of a bulk plain store (:meth:`Truth.add_plain_edges`) is kept as
+    a row (slot, target, holder, kind) and its :class:`Edge` record is built
+    when read, equal to the one a single store records; every other edge is
+    kept as its record.  The dict underneath maps each slot to its record,
+    or for a row to its target block's base (the blocks' own key object:
+    nothing new per edge), in insertion order, so iteration order is that of
+    a plain dict.  Rows live in a few runs sorted by slot (a new run per
+    batch, merged with the previous one when they are of a size, as in a
+    log-structured merge tree): a row is found by a binary search in each
+    run, newest first, and a row edge's one piece, the aligned word at its
+    slot, is found through the runs too (:meth:`rows_between`) rather than
+    the truth's piece index.  A row costs 28 bytes against some 310 for a
+    record, its pieces tuple and its piece index entry.  Records read from a
+    row are new objects each time (equal, not identical).
+
+    >>> from kmemsim import Kernel
+    >>> from kmemsim.truth.encodings import Plain
+    >>> enc = Plain().bind(Kernel().arch, 64)
+    >>> t = EdgeTable(8)
+    >>> kind = t.add_kind(enc, 5, 8)
+    >>> t.add_row(0x1000, 0x2000, 0x2000, 0x3000, kind); t.flush()
+    >>> e = t[0x1000]
+    >>> (hex(e.target), hex(e.holder), e.root, e.jiffies, e.pieces[0][1].hex())
+    ('0x2000', '0x3000', None, 5, '0020000000000000')
+    >>> list(t) == [0x1000] and t.pop(0x1000) == e and len(t) == 0
+    True
+    """
+
+    def __init__(self, word_size: int) -> None:
+        self._d: dict[int, Edge | int] = {}  # slot -> record, or a row's target block base
+        self._ws = word_size
+        self._runs: list[Run] = []  # oldest first; a slot's newest row is its live one
+        # rows of the batch being added, not yet sorted into a run (see flush)
+        self._new: Run = (array("Q"), array("Q"), array("Q"), array("I"))
+        self._kinds: list[tuple[Encoding, int, int]] = []  # (encoding, jiffies, piece length)
+        self._live = 0  # slots the dict maps to a row
+        self._stored = 0  # rows in the runs, dead ones (ended or superseded) included
+
+    # --------------------------------------------------------------- rows
+    def add_kind(self, encoding: Encoding, jiffies: int, piece_len: int) -> int:
+        """A new kind of row (the shared fields of some rows); its id for :meth:`add_row`."""
+        self._kinds.append((encoding, jiffies, piece_len))
+        return len(self._kinds) - 1
+
+    def add_row(self, slot: int, target: int, target_base: int, holder: int, kind: int) -> None:
+        """Record the plain edge at *slot* (not in the table) as a row; :meth:`flush` ends
+        the batch."""
+        self._d[slot] = target_base
+        s, t, h, k = self._new
+        s.append(slot)
+        t.append(target)
+        h.append(holder)
+        k.append(kind)
+        self._live += 1
+
+    def flush(self) -> None:
+        """Sort the batch's new rows into a run, and merge the runs of a size.
+
+        Runtime complexity: amortised ``O(log(n))`` numpy work per row.
+        """
+        new = self._new
+        if not new[0]:
+            return
+        order = np.argsort(_np_col(new[0]), kind="stable")
+        cols = []
+        for c in new:  # a column at a time, each emptied once copied: a lower peak
+            cols.append(_take(c, order))
+            del c[:]  # emptied in place: callers may hold their append methods
+        del order
+        s, t, h, k = cols
+        self._stored += len(s)
+        runs = self._runs
+        runs.append((s, t, h, k))
+        while len(runs) > 1 and len(runs[-2][0]) <= 2 * len(runs[-1][0]):
+            newer = runs.pop()
+            runs[-1] = self._merged(runs[-1], newer)
+        if self._stored - self._live >= _COMPACT_MIN and self._stored > 2 * self._live:
+            self._compact()
+
+    def _merged(self, older: Run, newer: Run,
+                live: Callable[[int], bool] | None = None) -> Run:
+        """One run of *older* and *newer*, a slot's newer row winning (and with *live*,
+        only the rows of the slots it accepts)."""
+        both = [array(a.typecode) for a in older]
+        for col, a, b in zip(both, older, newer, strict=True):
+            col.extend(a)
+            col.extend(b)
+        slots = _np_col(both[0])
+        order = np.argsort(slots, kind="stable")  # stable: the newer row of a slot last
+        sorted_slots = slots[order]
+        keep = np.ones(len(order), dtype=bool)
+        keep[:-1] = sorted_slots[1:] != sorted_slots[:-1]
+        if live is not None:
+            keep &= np.fromiter(map(live, sorted_slots.tolist()), dtype=bool,
+                                count=len(order))
+        idx = order[keep]
+        del slots, order, sorted_slots, keep
+        run: Run = tuple(_take(c, idx) for c in both)  # type: ignore[assignment]
+        self._stored -= len(both[0]) - len(idx)
+        return run
+
+    def _compact(self) -> None:
+        """One run of the live rows alone, and only the kinds they use."""
+        self.flush()
+        d = self._d
+        run: Run = (array("Q"), array("Q"), array("Q"), array("I"))
+        for r in self._runs:
+            run = self._merged(run, r)
+        self._stored = len(run[0])
+        run = self._merged(run, (array("Q"), array("Q"), array("Q"), array("I")),
+                           lambda slot: type(d.get(slot)) is int)
+        used, kinds = np.unique(_np_col(run[3]), return_inverse=True)
+        self._kinds = [self._kinds[i] for i in used.tolist()]
+        run = (*run[:3], array("I", kinds.astype(np.uint32).tobytes()))
+        self._runs = [run] if run[0] else []
+        self._stored = len(run[0])
+
+    def _find(self, slot: int) -> tuple[Run, int]:
+        """The run and index of the live row of *slot* (the dict maps *slot* to a row)."""
+        if self._new[0]:
+            self.flush()  # (never between add_row and flush in practice)
+        for run in reversed(self._runs):
+            slots = run[0]
+            i = bisect_left(slots, slot)
+            if i < len(slots) and slots[i] == slot:
+                return run, i
+        raise AssertionError(f"row of slot {slot:#x} missing")  # pragma: no cover
+
+    @property
+    def rows(self) -> int:
+        """How many edges are kept as rows."""
+        return self._live
+
+    def is_row(self, slot: int) -> bool:
+        """Whether the edge at *slot* is kept as a row."""
+        return type(self._d.get(slot)) is int
+
+    def rows_between(self, lo: int, hi: int) -> list[int]:
+        """The slots of the row edges in ``[lo, hi)``, ascending (row slots are aligned).
+
+        ``O(hi - lo)`` word lookups for a short range, else ``O(r log(n) + k)``
+        for *r* runs.
+        """
+        d, ws = self._d, self._ws
+        if hi - lo <= _PROBE_WORDS * ws:
+            return [a for a in range(lo + (-lo % ws), hi, ws) if type(d.get(a)) is int]
+        if not self._live or hi <= 0:
+            return []
+        if self._new[0]:
+            self.flush()
+        lo, hi = max(lo, 0), min(hi, _U64_MAX)
+        found: set[int] = set()
+        for run in self._runs:
+            slots = run[0]
+            found.update(slots[bisect_left(slots, lo):bisect_left(slots, hi)])
+        # a slot of a dead row may be there (ended, or superseded in an older run)
+        return sorted(a for a in found if type(d.get(a)) is int)
+
+    def _edge(self, slot: int, target_base: int, new: Callable[[type[Edge]], Edge] = _new_record,
+              setters: tuple[Callable[[Edge, object], None], ...] = _EDGE_SETTERS) -> Edge:
+        """The record of the row edge at *slot* (the defaults bind globals as locals)."""
+        run, i = self._find(slot)
+        encoding, jiffies, n = self._kinds[run[3][i]]
+        target = run[1][i]
+        # Edge(slot, target, target_base, encoding, pieces, holder, None, jiffies), faster
+        edge = new(Edge)
+        e_slot, e_target, e_tbase, e_enc, e_pieces, e_holder, e_root, e_jiffies = setters
+        e_slot(edge, slot)
+        e_target(edge, target)
+        e_tbase(edge, target_base)
+        e_enc(edge, encoding)
+        # (the mask is a no-op for a checked target: kept as the stored piece has it)
+        e_pieces(edge, ((slot, (target & _WORD_MASK[n]).to_bytes(n, "little")),))
+        e_holder(edge, run[2][i])
+        e_root(edge, None)
+        e_jiffies(edge, jiffies)
+        return edge
+
+    def _dropped(self) -> None:
+        """A row ended: compact the runs once most of their rows are dead."""
+        self._live -= 1
+        if self._stored - self._live >= _COMPACT_MIN and self._stored > 2 * self._live:
+            self._compact()
+
+    # ------------------------------------------------------------ mapping
+    def __getitem__(self, slot: int) -> Edge:
+        v = self._d[slot]
+        return self._edge(slot, v) if type(v) is int else v  # type: ignore[return-value]
+
+    def __setitem__(self, slot: int, edge: Edge) -> None:
+        if type(self._d.get(slot)) is int:
+            self._d[slot] = edge
+            self._dropped()
+        else:
+            self._d[slot] = edge
+
+    def __delitem__(self, slot: int) -> None:
+        if type(self._d.pop(slot)) is int:
+            self._dropped()
+
+    def __contains__(self, slot: object) -> bool:
+        return slot in self._d
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __repr__(self) -> str:
+        return f"EdgeTable({dict(self.items())!r})"
+
+    @overload
+    def get(self, slot: int, /) -> Edge | None: ...
+    @overload
+    def get(self, slot: int, default: Edge, /) -> Edge: ...
+    @overload
+    def get(self, slot: int, default: _T, /) -> Edge | _T: ...
+    def get(self, slot: int, default: object = None, /) -> Edge | object:
+        v = self._d.get(slot)
+        if v is None:
+            return default
+        return self._edge(slot, v) if type(v) is int else v
+
+    def pop_edge(self, slot: int) -> Edge | None:
+        """Remove the edge at *slot* and return it (``None`` if there is none)."""
+        v = self._d.get(slot)
+        if type(v) is int:
+            edge = self._edge(slot, v)
+            del self._d[slot]
+            self._dropped()
+            return edge
+        if v is not None:
+            del self._d[slot]
+        return v  # type: ignore[return-value]
+
+    def clear(self) -> None:
+        self._d.clear()
+        self._live = 0
+        self._compact()
+
+    def items(self) -> ItemsView[int, Edge]:
+        return _EdgeItems(self)
+
+    def values(self) -> ValuesView[Edge]:
+        return _EdgeValues(self)
+
+
+class _EdgeItems(ItemsView[int, Edge]):
+    """``EdgeTable.items()``: one pass over the dict underneath."""
+
+    _mapping: EdgeTable
+
+    def __iter__(self) -> Iterator[tuple[int, Edge]]:
+        t = self._mapping
+        edge = t._edge
+        for slot, v in t._d.items():
+            yield slot, (edge(slot, v) if type(v) is int else v)  # type: ignore[misc]
+
+
+class _EdgeValues(ValuesView[Edge]):
+    """``EdgeTable.values()``: one pass over the dict underneath."""
+
+    _mapping: EdgeTable
+
+    def __iter__(self) -> Iterator[Edge]:
+        t = self._mapping
+        edge = t._edge
+        for slot, v in t._d.items():
+            yield edge(slot, v) if type(v) is int else v  # type: ignore[misc]
+
+
 def _add_sorted_keys(sd: SortedDict, new_keys: list[int] | None) -> None:
     """Enter keys stored into *sd*'s dict directly (``dict.__setitem__``) in its sorted key
     list: *new_keys* (not there before) one by one, or with ``None`` all keys re-sorted.
@@ -190,7 +499,7 @@ class Truth:
     def __init__(self, k: Kernel) -> None:
         self.k = k
         self.blocks: SortedDict = SortedDict()  # base -> Block
-        self.edges: dict[int, Edge] = {}  # slot -> Edge
+        self.edges = EdgeTable(k.arch.word_size)  # slot -> Edge
         # piece address -> (slot, length), or just the slot for a piece one word long
         # (nearly all of them: a tuple per edge would cost more than the entry itself)
         self._pieces: SortedDict = SortedDict()
@@ -280,6 +589,8 @@ class Truth:
         old = self.edges[slot]
         _index_discard(self._by_target, old.target_base, slot)
         _index_discard(self._by_holder, old.holder, slot)
+        if self.edges.is_row(slot):  # a record from now on: its piece goes in the index
+            self._pieces[slot] = slot
         self.edges[slot] = edge
         _index_add(self._by_target, edge.target_base, slot)
         _index_add(self._by_holder, edge.holder, slot)
@@ -367,8 +678,11 @@ class Truth:
         The block index (addresses, sizes, kinds) is snapshotted once into
         numpy, so finding each target's block and each slot's holder is a
         vectorised ``searchsorted`` and compare instead of a tree walk; the
-        records are then built edge by edge, in chunks.  Runtime complexity:
-        ``O(n log(n) + m log(n))`` for *n* blocks and *m* edges.
+        edges are then entered one by one, in chunks: a plain word held by a
+        block as a row of the edge table (no record, no piece index entry),
+        any other (a root's, or from an encoding of its own) as a record.
+        Runtime complexity: ``O(n log(n) + m log(n))`` for *n* blocks and *m*
+        edges.
         """
         blocks = self.blocks
         nb = len(blocks)
@@ -408,9 +722,12 @@ class Truth:
         flags = (t_ok.astype(np.int8) | (maybe_root.astype(np.int8) << 1)
                  | (h_ok.astype(np.int8) << 2))
         t_size = sizes[t_safe]
-        del t_safe, s_safe, t_ok, h_ok, maybe_root, sl, tg
+        # (the peak of a big batch: only what the loop reads stays)
+        del t_safe, s_safe, t_ok, h_ok, maybe_root, sl, tg, keys, sizes, percpu, order
         jiffies = self.k.jiffies
         edges = self.edges
+        table = edges._d  # slot -> record or row (EdgeTable)
+        add_row = edges.add_row
         # New pieces go straight into the piece index's dict; its sorted key list is
         # updated once at the end, as SortedDict.update would (no batch-sized dict).  No
         # _remove below can drop one of them: the old pieces over the batch's words ended
@@ -420,23 +737,28 @@ class Truth:
         new_keys: list[int] = []
         set_piece = dict.__setitem__
         by_target, by_holder = self._by_target, self._by_holder
-        # Per target size: the bound encoding, and the word size when it writes the plain
-        # word at the slot (Encoding.writes unchanged), so its piece is built right here.
-        bound: dict[int, tuple[Encoding, int]] = {}
+        # Per target size: the bound encoding, the word size when it writes the plain word
+        # at the slot (Encoding.writes unchanged), so its piece is built right here, and
+        # then the kind of its edges' rows in the edge table.
+        bound: dict[int, tuple[Encoding, int, int]] = {}
         word = k.arch.word_size
         max_piece = self._max_piece
         new = _new_record
         e_slot, e_target, e_tbase, e_enc, e_pieces, e_holder, e_root, e_jiffies = _EDGE_SETTERS
         m = len(slots)
         with paused_gc():  # many new objects, none of them cyclic: no collection needed
+            # The slots' old edges end first, in order: what ends and when is the same as
+            # edge by edge (no new edge of the batch can end: the slots are distinct), and
+            # no row is read while the batch's new rows wait to be sorted into a run.
+            for slot in slots:
+                if slot in table:
+                    self._remove(slot, "overwritten")
             try:
                 for lo in range(0, m, _CHUNK):  # per chunk: the per-edge lists stay small
                     hi = min(m, lo + _CHUNK)
                     for slot, target, ti, si, flag, tsize in zip(
                             slots[lo:hi], targets[lo:hi], t_at[lo:hi].tolist(), s_at[lo:hi].tolist(),
                             flags[lo:hi].tolist(), t_size[lo:hi].tolist(), strict=True):
-                        if slot in edges:
-                            self._remove(slot, "overwritten")
                         if not flag & 1:
                             continue  # a pointer to something that is not an allocation
                         root = self.root_of(slot) if flag & 2 else None
@@ -454,14 +776,30 @@ class Truth:
                             enc = bind(tsize)
                             cls = type(enc)
                             plain = cls.writes is Encoding.writes and cls.encode is Encoding.encode
-                            b = bound[tsize] = (enc, enc.word_size if plain else 0)
-                        encoding, ws = b
+                            ws = enc.word_size if plain else 0
+                            b = bound[tsize] = (enc, ws,
+                                                edges.add_kind(enc, jiffies, ws) if ws == word
+                                                else -1)
+                        encoding, ws, kind = b
+                        tbase = base_objs[ti]
+                        if ws == word and holder is not None and not slot % word:
+                            # The edge as a row of the table, the common case: no record,
+                            # and its piece is found through the table's row slots.
+                            add_row(slot, target, tbase, holder, kind)
+                            if tbase in by_target:
+                                _index_add(by_target, tbase, slot)
+                            else:
+                                by_target[tbase] = slot
+                            if holder in by_holder:
+                                _index_add(by_holder, holder, slot)
+                            else:
+                                by_holder[holder] = slot
+                            continue
                         if ws:
                             piece: tuple[tuple[int, bytes], ...] = (
                                 (slot, (target & ((1 << (8 * ws)) - 1)).to_bytes(ws, "little")),)
                         else:
                             piece = tuple(encoding.writes(target, slot))
-                        tbase = base_objs[ti]
                         # Edge(slot, target, tbase, encoding, piece, holder, root, jiffies), faster
                         edge = new(Edge)
                         e_slot(edge, slot)
@@ -488,16 +826,19 @@ class Truth:
                             _index_add(by_holder, holder, slot)
                         else:
                             by_holder[holder] = slot
-            finally:  # the piece index stays whole even if an encoding raised
+            finally:  # the indexes stay whole even if an encoding raised
                 self._max_piece = max_piece
                 _add_sorted_keys(pieces, None if rebuild else new_keys)
+                del t_at, s_at, flags, t_size, new_keys  # gone before the rows are sorted
+                base_objs.clear()
+                edges.flush()
 
     def end_edge(self, slot: int, reason: str = "overwritten") -> None:
         """End the edge stored at *slot*, if any (a NULL store, for instance)."""
         self._remove(slot, reason)
 
     def _remove(self, slot: int, reason: str) -> None:
-        edge = self.edges.pop(slot, None)
+        edge = self.edges.pop_edge(slot)
         if edge is None:
             return
         for addr, _ in edge.pieces:
@@ -507,21 +848,46 @@ class Truth:
         self.history[slot] = RemovedEdge(edge, reason, self.k.jiffies)
 
     def _remove_range(self, start: int, end: int, reason: str) -> None:
-        if not self._pieces:
-            return
-        pieces = self._pieces
-        first = ceil_key(pieces, start - self._max_piece + 1)
-        if first is None or first >= end:
-            return  # no piece starts close enough to overlap (the common case)
         ws = self.k.arch.word_size
-        hits = set()
-        for a in pieces.irange(first, end - 1):
-            v = pieces[a]
-            slot, n = v if isinstance(v, tuple) else (v, ws)
-            if a + n > start:
-                hits.add(slot)
+        # the row edges' pieces (one aligned word at the slot) that overlap the range
+        found = self.edges.rows_between(start - ws + 1, end) if self.edges.rows else []
+        pieces = self._pieces
+        first = ceil_key(pieces, start - self._max_piece + 1) if pieces else None
+        if first is not None and first < end:
+            rows = len(found)
+            for a in pieces.irange(first, end - 1):
+                v = pieces[a]
+                slot, n = v if isinstance(v, tuple) else (v, ws)
+                if a + n > start:
+                    found.append(a)
+            if rows and len(found) > rows:
+                found.sort()  # every piece in address order, as if all were in the index
+            # the slot of each piece (a row edge's piece is at its slot, not in the index),
+            # in address order: the set iterates as the index's walk would have built it
+            hits = set()
+            for a in found:
+                v = pieces.get(a, a)
+                hits.add(v[0] if isinstance(v, tuple) else v)
+        elif not found:
+            return  # no piece starts close enough to overlap (the common case)
+        else:
+            hits = set(found)  # a row edge's slot is its piece's address
         for slot in hits:
             self._remove(slot, reason)
+
+    def _piece_list(self) -> list[tuple[int, int | tuple[int, int]]]:
+        """Every recorded piece as ``(address, index entry)``, in address order, the row
+        edges' pieces included: the piece index as it would be with no row edges.
+
+        >>> from kmemsim import Kernel
+        >>> k = Kernel(); a, b = k.kmalloc_bulk([64, 64])
+        >>> k.store_many([a], [b]); k.store(a + 8, b)
+        >>> pieces = k.truth._piece_list()
+        >>> k.truth.edges.is_row(a), (a, a) in pieces, (a + 8, a + 8) in pieces
+        (True, True, True)
+        """
+        rows = [(s, s) for s in self.edges if self.edges.is_row(s)]
+        return sorted([*self._pieces.items(), *rows])
 
     def _piece(self, addr: int) -> tuple[int, int]:
         """``(slot, length)`` of the piece recorded at *addr*."""
@@ -540,18 +906,26 @@ class Truth:
         by one.  Runtime complexity: ``O(p + m log(p))`` for *p* pieces and *m*
         words.
         """
-        pieces = self._pieces
-        if not pieces or not addrs:
+        pieces, edges = self._pieces, self.edges
+        if not addrs or not (pieces or edges.rows):
             return
         ws = self.k.arch.word_size
-        starts = np.fromiter(pieces.keys(), dtype=np.uint64, count=len(pieces))
-        a = np.array(addrs, dtype=np.uint64)
-        # the first piece starting late enough to reach the word, if it starts inside it
-        lo = np.where(a >= np.uint64(self._max_piece - 1), a - np.uint64(self._max_piece - 1),
-                      np.uint64(0))
-        i = np.searchsorted(starts, lo, side="left")
-        near = i < len(starts)
-        near[near] = starts[i[near]] < a[near] + np.uint64(ws)
+        m = len(addrs)
+        if pieces:
+            starts = np.fromiter(pieces.keys(), dtype=np.uint64, count=len(pieces))
+            a = np.array(addrs, dtype=np.uint64)
+            # the first piece starting late enough to reach the word, if it starts inside it
+            lo = np.where(a >= np.uint64(self._max_piece - 1),
+                          a - np.uint64(self._max_piece - 1), np.uint64(0))
+            i = np.searchsorted(starts, lo, side="left")
+            near = i < len(starts)
+            near[near] = starts[i[near]] < a[near] + np.uint64(ws)
+        else:
+            near = np.zeros(m, dtype=bool)
+        if edges.rows:
+            # a row edge's piece is the aligned word at its slot: only that word overlaps it
+            d = edges._d
+            near[[j for j, x in enumerate(addrs) if type(d.get(x)) is int]] = True
         for j in np.flatnonzero(near).tolist():
             self._remove_range(addrs[j], addrs[j] + ws, "overwritten")
 
@@ -590,13 +964,23 @@ class Truth:
                 parent[base] = None  # a loaded module's data is a root
                 queue.append(base)
         holders, edges = self._by_holder, self.edges
-        while queue:
-            # Slots in address order: the recorded parents (and so the paths) are stable.
-            for slot in sorted(_slots(holders.get(queue.popleft()))):
-                edge = edges[slot]
-                if edge.target_base not in parent:
-                    parent[edge.target_base] = edge
-                    queue.append(edge.target_base)
+        table, row_edge = edges._d, edges._edge
+        # a record built per block reached (from the rows), none of them cyclic
+        with paused_gc():
+            while queue:
+                # Slots in address order: the recorded parents (and so the paths) are stable.
+                for slot in sorted(_slots(holders.get(queue.popleft()))):
+                    # the target block from the row or the record: a record is built only
+                    # for an edge that reaches a block first
+                    v = table[slot]
+                    if type(v) is int:  # a row: the dict holds its target block's base
+                        tbase = v
+                        if tbase not in parent:
+                            parent[tbase] = row_edge(slot, v)
+                            queue.append(tbase)
+                    elif v.target_base not in parent:  # type: ignore[union-attr]
+                        parent[v.target_base] = v  # type: ignore[union-attr,assignment]
+                        queue.append(v.target_base)  # type: ignore[union-attr]
         return parent
 
     def path_to_root(self, base: int, reach: dict[int, Edge | None] | None = None) -> list[Edge]:
@@ -615,12 +999,23 @@ class Truth:
     def _check(self) -> None:
         """Assert that the indexes agree with the edge table, both ways, and that every
         edge joins live blocks."""
+        ws = self.k.arch.word_size
+        assert list(self._pieces._list) == sorted(dict.keys(self._pieces))
+        assert self.edges.rows == sum(self.edges.is_row(s) for s in self.edges)
         for slot, edge in self.edges.items():
             assert edge.slot == slot
             assert slot in _slots(self._by_target[edge.target_base])
             assert slot in _slots(self._by_holder[edge.holder])
             assert edge.target_base in self.blocks
             assert edge.holder is None or edge.holder in self.blocks
+            if self.edges.is_row(slot):  # one aligned word, found through the row slots
+                assert edge.pieces == ((slot, edge.pieces[0][1]),)
+                assert len(edge.pieces[0][1]) == ws
+                assert not slot % ws
+                assert slot not in self._pieces
+                assert self.edges.rows_between(slot, slot + 1) == [slot]
+                assert self.edges.rows_between(slot - 64 * ws, slot + 64 * ws).count(slot) == 1
+                continue
             for addr, data in edge.pieces:
                 assert self._piece(addr) == (slot, len(data))
         for addr in self._pieces:
