@@ -3,19 +3,16 @@ written, behave as bytearrays do everywhere, and save only their written pages."
 
 from __future__ import annotations
 
-import hashlib
-import json
 import mmap
 import os
-import struct
 import sys
-import zlib
 from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from savefiles import canonical, join, split
 
 from kmemsim import Kernel
 from kmemsim.errors import KmemsimFormatError, KmemsimValueError
@@ -25,31 +22,6 @@ from kmemsim.persist import dumps, loads
 
 KMEMLEAK = "/sys/kernel/debug/kmemleak"
 BASE = 0xFFFF888000100000
-
-
-def split(data: bytes) -> tuple[dict[str, Any], dict[str, Any], bytes]:
-    nl = data.index(b"\n")
-    raw = zlib.decompress(data[nl + 1:])
-    (n,) = struct.unpack_from("<Q", raw)
-    return json.loads(data[:nl]), json.loads(raw[8:8 + n]), raw[8 + n:]
-
-
-def join(head: dict[str, Any], doc: dict[str, Any], blobs: bytes) -> bytes:
-    text = json.dumps(doc).encode()
-    raw = struct.pack("<Q", len(text)) + text + blobs
-    payload = zlib.compress(raw)
-    head = dict(head, payload_bytes=len(payload), raw_bytes=len(raw),
-                payload_sha256=hashlib.sha256(payload).hexdigest())
-    return json.dumps(head).encode() + b"\n" + payload
-
-
-def canonical(data: bytes) -> Any:
-    """A save's document with set items sorted (set order is not state) and its blobs' hash."""
-    _, doc, blobs = split(data)
-    for e in doc["objects"]:
-        if e["t"] in ("set", "frozenset"):
-            e["v"] = sorted(e["v"], key=repr)
-    return doc, hashlib.sha256(blobs).hexdigest()
 
 
 def rss_bytes() -> int:

@@ -4,15 +4,11 @@ and a damaged, tampered, newer or foreign file is refused without running anythi
 from __future__ import annotations
 
 import array
-import hashlib
-import json
 import os
 import random
-import struct
 import subprocess
 import sys
 import textwrap
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from savefiles import canonical, join, split
 from sortedcontainers import SortedDict, SortedKeyList
 
 from kmemsim import Kernel, KmemsimValueError
@@ -69,33 +66,6 @@ def roundtrip(k: Kernel, tmp_path: Path | None = None) -> Kernel:
         k2 = Kernel.load(path)
     k2._check()  # the detector index and the page allocator's sorted free lists
     return k2
-
-
-def split(data: bytes) -> tuple[dict[str, Any], dict[str, Any], bytes]:
-    """Header, payload document and blob area of a save."""
-    nl = data.index(b"\n")
-    raw = zlib.decompress(data[nl + 1:])
-    (n,) = struct.unpack_from("<Q", raw)
-    return json.loads(data[:nl]), json.loads(raw[8:8 + n]), raw[8 + n:]
-
-
-def join(head: dict[str, Any], doc: dict[str, Any], blobs: bytes) -> bytes:
-    """A save with a consistent header over whatever payload we built (a forger's file)."""
-    text = json.dumps(doc).encode()
-    raw = struct.pack("<Q", len(text)) + text + blobs
-    payload = zlib.compress(raw)
-    head = dict(head, payload_bytes=len(payload), raw_bytes=len(raw),
-                payload_sha256=hashlib.sha256(payload).hexdigest())
-    return json.dumps(head).encode() + b"\n" + payload
-
-
-def canonical(data: bytes) -> Any:
-    """A save's document with set items sorted: set iteration order is not state."""
-    _, doc, blobs = split(data)
-    for e in doc["objects"]:
-        if e["t"] in ("set", "frozenset"):
-            e["v"] = sorted(e["v"], key=repr)
-    return doc, hashlib.sha256(blobs).hexdigest()
 
 
 # ------------------------------------------------------- continue identically
@@ -327,7 +297,7 @@ def test_trailing_bytes_newer_version_and_foreign_files(small_save: bytes, tmp_p
         loads(newer)
     # version 1 saved each kmemleak_object as an object: refused, saying why
     older = join(dict(head, version=OLDEST_READABLE - 1), doc, blobs)
-    with pytest.raises(KmemsimFormatError, match="older kmemsim.*columns"):
+    with pytest.raises(KmemsimFormatError, match=r"older kmemsim.*columns"):
         loads(older)
     for foreign in (b"", b"\n", b"PK\x03\x04" + bytes(100), b'{"format": "other"}\n',
                     b"\x80\x04\x95" + bytes(20), os.urandom(300), b"{" * 70000):

@@ -47,7 +47,8 @@ def test_add_many_gives_the_rows_of_add_one_by_one() -> None:
         one.add(p, n, 1, serial=10 + i, **ctx)  # type: ignore[arg-type]
     rows = many.add_many([0x1000, 0x2000, 0x3000], [8, 16, 24], 1, first_serial=10,
                          **ctx)  # type: ignore[arg-type]
-    assert list(rows) == [0, 1, 2] and many.live_count == 3
+    assert list(rows) == [0, 1, 2]
+    assert many.live_count == 3
     assert many.objects == [None, None, None]          # views are made when asked for
     assert [values(many.view(r)) for r in rows] == [values(o) for o in one.live_objects()]
     assert many.view(1) is many.view(1)
@@ -98,7 +99,8 @@ def test_object_list_is_the_live_rows_in_creation_order_through_compaction(
     assert len(store) <= max(2 * len(model), len(model) + 1025)
     assert all(x._store is store and store.view(x._row) is x for x in live)
     for s in model:
-        assert ol[s].serial == s and ol.get(s) is ol[s]
+        assert ol[s].serial == s
+        assert ol.get(s) is ol[s]
     with pytest.raises(KeyError):
         ol[serial + 1]
 
@@ -112,7 +114,8 @@ def test_compaction_moves_rows_not_values() -> None:
         store.unlink(o)
     assert store.wants_compaction()
     new_row = store.compact()
-    assert new_row[:2500].tolist() == [-1] * 2500 and new_row[2500:].tolist() == list(range(500))
+    assert new_row[:2500].tolist() == [-1] * 2500
+    assert new_row[2500:].tolist() == list(range(500))
     assert len(store) == 500          # compacted: free rows dropped
     kept = objs[2500:]
     assert [o._row for o in kept] == list(range(len(store)))[-len(kept):]
@@ -136,7 +139,8 @@ def test_trees_follow_compaction_in_a_kernel() -> None:
     k.sleep(10)
     kl.scan()                              # poisoned: the checksum pass spares them once
     listed = {r.pointer for r in kl.scan().unreferenced}
-    assert set(keep) <= listed and not listed & set(gone)
+    assert set(keep) <= listed
+    assert not listed & set(gone)
 
 
 def test_scan_records_are_snapshots_of_the_end_of_that_scan() -> None:
@@ -147,13 +151,16 @@ def test_scan_records_are_snapshots_of_the_end_of_that_scan() -> None:
     assert sorted(r.pointer for r in first.new_leaks) == sorted(leaks)
     eager = tuple(k.kmemleak.record(k.kmemleak.find(p)) for p in  # type: ignore[arg-type]
                   [r.pointer for r in first.new_leaks])
-    assert first.new_leaks == eager and tuple(first.unreferenced) == eager
+    assert first.new_leaks == eager
+    assert tuple(first.unreferenced) == eager
     k.kfree(leaks[0])                    # later changes do not reach the snapshot
     k.kmemleak.kmemleak_not_leak(leaks[1])
     k.sleep(10)
     second = k.kmemleak.scan()
-    assert first.new_leaks == eager and len(first.unreferenced) == 3
+    assert first.new_leaks == eager
+    assert len(first.unreferenced) == 3
     assert [r.pointer for r in second.unreferenced] == [leaks[2]]
-    assert first.new_leaks[-1] == eager[-1] and first.new_leaks[:2] == eager[:2]
+    assert first.new_leaks[-1] == eager[-1]
+    assert first.new_leaks[:2] == eager[:2]
     with pytest.raises(IndexError):
         first.new_leaks[3]

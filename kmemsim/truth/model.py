@@ -786,38 +786,32 @@ class Truth:
                             # The edge as a row of the table, the common case: no record,
                             # and its piece is found through the table's row slots.
                             add_row(slot, target, tbase, holder, kind)
-                            if tbase in by_target:
-                                _index_add(by_target, tbase, slot)
-                            else:
-                                by_target[tbase] = slot
-                            if holder in by_holder:
-                                _index_add(by_holder, holder, slot)
-                            else:
-                                by_holder[holder] = slot
-                            continue
-                        if ws:
-                            piece: tuple[tuple[int, bytes], ...] = (
-                                (slot, (target & ((1 << (8 * ws)) - 1)).to_bytes(ws, "little")),)
                         else:
-                            piece = tuple(encoding.writes(target, slot))
-                        # Edge(slot, target, tbase, encoding, piece, holder, root, jiffies), faster
-                        edge = new(Edge)
-                        e_slot(edge, slot)
-                        e_target(edge, target)
-                        e_tbase(edge, tbase)
-                        e_enc(edge, encoding)
-                        e_pieces(edge, piece)
-                        e_holder(edge, holder)
-                        e_root(edge, root)
-                        e_jiffies(edge, jiffies)
-                        edges[slot] = edge
-                        for addr, data in piece:
-                            n = len(data)
-                            if not rebuild and addr not in pieces:
-                                new_keys.append(addr)
-                            set_piece(pieces, addr, slot if n == word else (slot, n))
-                            if n > max_piece:
-                                max_piece = n
+                            if ws:
+                                piece: tuple[tuple[int, bytes], ...] = (
+                                    (slot, (target & ((1 << (8 * ws)) - 1)).to_bytes(ws,
+                                                                                    "little")),)
+                            else:
+                                piece = tuple(encoding.writes(target, slot))
+                            # Edge(slot, target, tbase, encoding, piece, holder, root,
+                            # jiffies), faster
+                            edge = new(Edge)
+                            e_slot(edge, slot)
+                            e_target(edge, target)
+                            e_tbase(edge, tbase)
+                            e_enc(edge, encoding)
+                            e_pieces(edge, piece)
+                            e_holder(edge, holder)
+                            e_root(edge, root)
+                            e_jiffies(edge, jiffies)
+                            edges[slot] = edge
+                            for addr, data in piece:
+                                n = len(data)
+                                if not rebuild and addr not in pieces:
+                                    new_keys.append(addr)
+                                set_piece(pieces, addr, slot if n == word else (slot, n))
+                                if n > max_piece:
+                                    max_piece = n
                         if tbase in by_target:
                             _index_add(by_target, tbase, slot)
                         else:
