@@ -85,8 +85,10 @@ class _Edges:
     def arrays(self) -> tuple[_Arr, _Arr, _Arr, _Arr, _Arr]:
         """``src, dst, addr, value, seq`` as whole arrays."""
         src, dst, addr, value, seq = (
-            np.concatenate(self.parts[f]) if self.parts[f] else np.zeros(0, dtype=d)
-            for f, d in zip(self.FIELDS, (I64, I64, U64, U64, I64), strict=True))
+            (parts[0] if len(parts) == 1 else np.concatenate(parts)) if parts
+            else np.zeros(0, dtype=d)
+            for parts, d in zip(map(self.parts.__getitem__, self.FIELDS),
+                                (I64, I64, U64, U64, I64), strict=True))
         return src, dst, addr, value, seq
 
 
@@ -174,6 +176,7 @@ class _FastScanner:
         self.size_of_row = store.column("size")
         self.roots = roots
         self.n = len(self.rows)
+        self._tree_rows: dict[bool, tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]] = {}
         self.ws = self.k.arch.word_size
         # Columns of the object metadata, gathered from the store: the vectorised phases
         # work on these.
@@ -201,6 +204,15 @@ class _FastScanner:
     def position(self, obj: KmemleakObject) -> int:
         """*obj*'s position in ``object_list`` (a live object).  ``O(1)``."""
         return int(self.position_of_row[obj._row])
+
+    def tree_rows(self, percpu: bool) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+        """The virtual (or per-CPU) tree's sorted starts and rows, read once a scan."""
+        got = self._tree_rows.get(percpu)
+        if got is None:
+            kl = self.kl
+            tree = kl.object_percpu_tree_root if percpu else kl.object_tree_root
+            got = self._tree_rows[percpu] = tree.sorted_rows()
+        return got
 
     def obj(self, i: int) -> KmemleakObject:
         """The object at position *i* of ``object_list``.  ``O(1)``."""
@@ -255,7 +267,7 @@ class _FastScanner:
                     ranks.append(rank)
         # Plain objects in the virtual tree's order, which is already by start (a plain
         # object of size 0 is in no tree; it reads nothing).
-        tree_starts, tree_rows = self.kl.object_tree_root.sorted_rows()
+        tree_starts, tree_rows = self.tree_rows(False)
         in_tree = self.position_of_row[tree_rows]
         keep = self.plain[in_tree]
         pst, plain = tree_starts[keep], in_tree[keep]
@@ -281,9 +293,7 @@ class _FastScanner:
 
         The tree keeps its starts sorted, with their store rows.  ``O(N)``.
         """
-        kl = self.kl
-        tree = kl.object_percpu_tree_root if percpu else kl.object_tree_root
-        starts, rows = tree.sorted_rows()
+        starts, rows = self.tree_rows(percpu)
         return starts, starts + self.size_of_row[rows], self.position_of_row[rows]
 
     def collect(self) -> tuple[_Arr, _Arr, _Arr, _Arr, _Arr]:

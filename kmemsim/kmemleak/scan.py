@@ -428,8 +428,11 @@ def report(kl: Kmemleak, spared: list[int], words: int, roots: list[RootRange],
     gray = int(((min_count != KMEMLEAK_BLACK) & (store.column("count", rows) >= min_count)).sum())
     new: npt.NDArray[np.int64] = rows[:0]
     young: list[int] = []
+    flags = store.column("flags", rows)
+    # what a debugfs read lists (listed_rows): reported and unreferenced; once this scan
+    # has flagged its new leaks, that is every unreferenced object
+    listed = rows[unref & (flags & OBJECT_REPORTED != 0)] if interrupted else rows[unref]
     if not interrupted:
-        flags = store.column("flags", rows)
         new = rows[unref & (flags & OBJECT_REPORTED == 0)]
         store.set_column("flags", new, flags[unref & (flags & OBJECT_REPORTED == 0)]
                          | OBJECT_REPORTED)
@@ -444,7 +447,7 @@ def report(kl: Kmemleak, spared: list[int], words: int, roots: list[RootRange],
     return ScanResult(
         jiffies=kl.jiffies_last_scan,
         new_leaks=RecordSnapshot(store, new),
-        unreferenced=RecordSnapshot(store, listed_rows(kl)),
+        unreferenced=RecordSnapshot(store, listed),
         checksum_spared=tuple(spared),
         too_young=tuple(young),
         gray=gray, white=white, black=len(rows) - white - gray,
