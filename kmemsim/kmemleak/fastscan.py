@@ -317,7 +317,7 @@ class _FastScanner:
         windows = [(lo, hi) for lo, hi in ((vmin, vmax), (pmin, pmax)) if lo < hi]
         if not len(src_st) or not windows:
             return edges.arrays()
-        in_windows = _WindowFilter(windows, tagmask)
+        in_windows = _WindowFilter(windows, tagmask, ws)
         # Pass 1, region by region: the address and value of every word in a window.
         addr_parts: list[_Arr] = []
         raw_parts: list[_Arr] = []
@@ -424,8 +424,7 @@ class _FastScanner:
         drain_gray_list(nroots + np.array(spared, dtype=I64), indptr, dst_o, need, fwd, done,
                         gray_row, gray_dst, nroots)
         store.set_column("count", self.rows, np.where(mc > 0, mc - need, 0))
-        grayed_by = self._grayed_by(gray_row, gray_dst, row[order], dst_o, addr[order],
-                                    value[order])
+        grayed_by = self._grayed_by(gray_row, gray_dst, row[order], dst_o, addr, value, order)
         return (self.pointer[spared].tolist(), grayed_by,
                 self._words_read((done & ~never)[nroots:]))
 
@@ -466,9 +465,11 @@ class _FastScanner:
         return white[changed].tolist()  # type: ignore[no-any-return]
 
     def _grayed_by(self, gray_row: _Arr, gray_dst: _Arr, edge_row: _Arr, edge_dst: _Arr,
-                   edge_addr: _Arr, edge_value: _Arr) -> GrayedByMap:
+                   addr: _Arr, value: _Arr, order: _Arr) -> GrayedByMap:
         """For each grayed object, the first word of the row that grayed it pointing to the
-        object it named (the object itself, or the one that forwarded to it).
+        object it named (the object itself, or the one that forwarded to it).  The
+        edges are given sorted (``edge_row``, ``edge_dst``); *addr* and *value* as
+        collected, with *order* the sort.
 
         The edges are sorted by row, so each object's candidates are the edges
         of its graying row that point to the object it names; the first is
@@ -490,7 +491,8 @@ class _FastScanner:
             e[k] = lo + int(np.flatnonzero(edge_dst[lo:hi] == dsts[k])[0])
         nroots = len(self.roots)
         sources = np.where(rows >= nroots, rows - nroots, -1 - rows)
-        return GrayedByMap(self.pointer[grayed], edge_addr[e], edge_value[e], sources,
+        e = order[e]  # edge e of the sorted list is edge order[e] as collected
+        return GrayedByMap(self.pointer[grayed], addr[e], value[e], sources,
                            self.pointer, [r.kind for r in self.roots])
 
     def _words_read(self, scanned: _Arr) -> int:
@@ -523,17 +525,25 @@ class _WindowFilter:
 
     One pass over the words tests the span from the lowest window start to
     the highest window end (one subtraction and one unsigned compare: values
-    below the start wrap above the span), into buffers reused from region to
-    region (fresh temporaries would cost a page fault per page); the few
-    candidates are then checked against each window.
+    below the start wrap above the span); for 64-bit words only their high
+    halves are tested (a strided view, half the arithmetic), which lets
+    through a superset.  The buffers are reused from region to region (fresh
+    temporaries would cost a page fault per page); the few candidates are
+    then checked exactly against each window.
     """
 
-    def __init__(self, windows: list[tuple[np.uint64, np.uint64]], tagmask: np.uint64 | None
-                 ) -> None:
+    def __init__(self, windows: list[tuple[np.uint64, np.uint64]], tagmask: np.uint64 | None,
+                 word_size: int) -> None:
         self.windows = windows
         self.tagmask = tagmask
-        self.lo = min(lo for lo, _ in windows)
-        self.span = max(hi for _, hi in windows) - self.lo
+        lo = min(lo for lo, _ in windows)
+        last = max(hi for _, hi in windows) - U64(1)
+        self.lo, self.span = lo, last - lo + U64(1)
+        # high halves: [lo >> 32, last >> 32] holds the high half of every value in a window
+        self.halves = word_size == 8
+        self.hlo = np.uint32(int(lo) >> 32)
+        self.hspan = np.uint32((int(last) >> 32) - (int(lo) >> 32))
+        self.htag = np.uint32(int(tagmask) >> 32) if tagmask is not None else None
         self.tmp = np.empty(0, dtype=U64)
         self.mask = np.empty(0, dtype=bool)
 
@@ -542,15 +552,26 @@ class _WindowFilter:
         if len(self.tmp) < n:
             self.tmp = np.empty(n, dtype=U64)
             self.mask = np.empty(n, dtype=bool)
-        tmp, mask = self.tmp[:n], self.mask[:n]
-        if self.tagmask is not None:
-            np.bitwise_or(words, self.tagmask, out=tmp)
-            np.subtract(tmp, self.lo, out=tmp)
+        mask = self.mask[:n]
+        if self.halves:
+            high = words.view(np.uint32)[1::2] if _NATIVE_LITTLE else words.view(np.uint32)[::2]
+            tmp32 = self.tmp.view(np.uint32)[:n]
+            if self.htag is not None:
+                np.bitwise_or(high, self.htag, out=tmp32)
+                np.subtract(tmp32, self.hlo, out=tmp32)
+            else:
+                np.subtract(high, self.hlo, out=tmp32)
+            np.less_equal(tmp32, self.hspan, out=mask)
         else:
-            np.subtract(words, self.lo, out=tmp)
-        np.less(tmp, self.span, out=mask)
+            tmp = self.tmp[:n]
+            if self.tagmask is not None:
+                np.bitwise_or(words, self.tagmask, out=tmp)
+                np.subtract(tmp, self.lo, out=tmp)
+            else:
+                np.subtract(words, self.lo, out=tmp)
+            np.less(tmp, self.span, out=mask)
         cand = np.flatnonzero(mask)
-        if len(self.windows) > 1 and len(cand):
+        if len(cand) and (self.halves or len(self.windows) > 1):
             v = words[cand] | self.tagmask if self.tagmask is not None else words[cand]
             keep = np.zeros(len(cand), dtype=bool)
             for lo, hi in self.windows:
