@@ -52,6 +52,7 @@ Every allocation is registered with kmemleak with the cache's
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass
 from itertools import repeat
 from typing import TYPE_CHECKING
@@ -869,9 +870,13 @@ def slab_alloc_bulk(slab: SlabAllocator, requests: list[tuple[KmemCache, int]], 
     """
     k = slab.k
     caches = [c for c, _ in requests]
-    pages = sum(c.size for c in caches) // PAGE_SIZE + len(caches) // 16 + 64  # + metadata
-    pages += sum(1 << c.order for c in set(caches))
-    if k.page_allocator.free_pages < 2 * pages or any(c.debug for c in set(caches)):
+    # Pages the batch can take at most: a new slab for every objects_per_slab objects of a
+    # cache (as if its current slabs were full), and kmemleak's metadata (16 objects a
+    # page); a quarter more, for a buddy allocator that cannot always split what it has.
+    per_cache = Counter(caches)
+    pages = sum(-(-n // c.objects_per_slab) << c.order for c, n in per_cache.items())
+    pages += len(caches) // 16 + 1
+    if k.page_allocator.free_pages < pages + pages // 4 + 64 or any(c.debug for c in per_cache):
         return [slab.slab_alloc(c, init, zero=zero) for c, init in requests]
     objs: list[int] = []
     append = objs.append
