@@ -1049,3 +1049,18 @@ def test_random_stores_overwrites_and_frees_match_a_simple_model(
             path = truth.path_to_root(o)
             assert path[0].root == "kernel static"
             assert path[-1].target_base == o
+
+
+def test_reachable_blocks_without_edges_names_the_same_blocks() -> None:
+    """``edges=False`` skips building a record per bulk-stored edge, nothing else."""
+    import numpy as np
+
+    from kmemsim.experiments.heaps import build_heap
+
+    k = Kernel(seed=4)
+    build_heap(k, 3000, np.random.default_rng(4), leak_fraction=0.05)
+    t = k.truth
+    full, bare = t.reachable_blocks(), t.reachable_blocks(edges=False)
+    assert list(full) == list(bare)                 # same blocks, same breadth-first order
+    assert set(bare.values()) == {None}
+    assert any(e is not None for e in full.values())

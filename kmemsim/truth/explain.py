@@ -137,7 +137,7 @@ def explain(k: Kernel, addr: int) -> Explanation:
     else:
         refs = k.truth.referrers(block.base)
         if reachable:
-            path = j.truth.path_to_root(block.base, j.reach)
+            path = j.truth.path_to_root(block.base, j.parents)
             if path:
                 tr.append("reachable; a shortest path from a real root:")
                 tr += [f"  {_edge_text(j, e)} -> 0x{e.target_base:x}" for e in path]

@@ -183,7 +183,9 @@ class _Judge:
         self.kl = k.kmemleak
         self.truth = k.truth
         self.scan = self.kl.last_scan
-        self.reach = self.truth.reachable_blocks()
+        # which blocks are reachable; the edges that reach them only when a path is asked for
+        self.reach = self.truth.reachable_blocks(edges=False)
+        self._parents: dict[int, Edge | None] | None = None
 
     # -- mapping kmemleak objects to allocations ----------------------------
     def block_of(self, obj: KmemleakObject) -> Block | None:
@@ -199,6 +201,13 @@ class _Judge:
     def is_root_object(self, obj: KmemleakObject) -> bool:
         addr = self.k.arch.untag(obj.pointer)
         return self.k.kernel_data_start <= addr < self.k.kernel_data_end
+
+    @property
+    def parents(self) -> dict[int, Edge | None]:
+        """:meth:`Truth.reachable_blocks` with the edge that first reached each block."""
+        if self._parents is None:
+            self._parents = self.truth.reachable_blocks()
+        return self._parents
 
     def reachable(self, obj: KmemleakObject, block: Block | None) -> bool:
         if block is None:
@@ -373,7 +382,7 @@ class _Judge:
             if not reported:
                 # No path here: it would cost O(depth) per object; explain() gives it.
                 return _true_negative(obj)
-            path = tuple(self.truth.path_to_root(block.base, self.reach)) if block else ()
+            path = tuple(self.truth.path_to_root(block.base, self.parents)) if block else ()
             refs = []
             if block is not None:
                 for edge in self.truth.referrers(block.base):

@@ -198,6 +198,10 @@ def _take(col: array, idx: np.ndarray[tuple[int], np.dtype[Any]]) -> array:  # t
     return out
 
 
+def _no_edge(slot: int, target_base: int) -> None:
+    """``reachable_blocks(edges=False)``: a reached block's parent is not recorded."""
+
+
 class EdgeTable(MutableMapping[int, Edge]):
     """``slot -> Edge`` (``Truth.edges``): a dict in behaviour and order, compact in bytes.
 
@@ -936,11 +940,14 @@ class Truth:
         """The live edges held by the block at *holder* (``None``: the roots)."""
         return [self.edges[s] for s in sorted(_slots(self._by_holder.get(holder)))]
 
-    def reachable_blocks(self, extra_roots: Iterable[int] = ()) -> dict[int, Edge | None]:
+    def reachable_blocks(self, extra_roots: Iterable[int] = (), *, edges: bool = True
+                         ) -> dict[int, Edge | None]:
         """Every block reachable from the roots, mapped to the edge that first reached it.
 
         Breadth-first, so following the recorded edges back gives a shortest
-        path to a root.  ``O(blocks + edges)``.
+        path to a root.  With ``edges=False`` every value is ``None``: only
+        which blocks are reachable, without building a record per bulk-stored
+        edge (not for :meth:`path_to_root`).  ``O(blocks + edges)``.
         """
         parent: dict[int, Edge | None] = {}
         queue: deque[int] = deque()
@@ -950,15 +957,15 @@ class Truth:
                 queue.append(base)
         for edge in self.out_edges(None):
             if edge.target_base not in parent:
-                parent[edge.target_base] = edge
+                parent[edge.target_base] = edge if edges else None
                 queue.append(edge.target_base)
         # dict.values: the plain dict underneath, much faster than SortedDict's view
         for base in sorted(b.base for b in dict.values(self.blocks) if b.kind == "module"):
             if base not in parent:
                 parent[base] = None  # a loaded module's data is a root
                 queue.append(base)
-        holders, edges = self._by_holder, self.edges
-        table, row_edge = edges._d, edges._edge
+        holders, table = self._by_holder, self.edges._d
+        row_edge = self.edges._edge if edges else _no_edge
         # a record built per block reached (from the rows), none of them cyclic
         with paused_gc():
             while queue:
@@ -973,12 +980,15 @@ class Truth:
                             parent[tbase] = row_edge(slot, v)
                             queue.append(tbase)
                     elif v.target_base not in parent:  # type: ignore[union-attr]
-                        parent[v.target_base] = v  # type: ignore[union-attr,assignment]
+                        parent[v.target_base] = v if edges else None  # type: ignore[union-attr,assignment]
                         queue.append(v.target_base)  # type: ignore[union-attr]
         return parent
 
     def path_to_root(self, base: int, reach: dict[int, Edge | None] | None = None) -> list[Edge]:
-        """The chain of edges from a root to the block at *base* (empty if unreachable)."""
+        """The chain of edges from a root to the block at *base* (empty if unreachable).
+
+        *reach* is a :meth:`reachable_blocks` result with its edges (computed if not given).
+        """
         reach = self.reachable_blocks() if reach is None else reach
         path: list[Edge] = []
         cur: int | None = base
