@@ -553,23 +553,26 @@ class _WindowFilter:
             self.tmp = np.empty(n, dtype=U64)
             self.mask = np.empty(n, dtype=bool)
         mask = self.mask[:n]
+        # (value - lo) within the span, on the high halves (inclusive bound: the span of
+        # high halves may be all of uint32) or on the whole words
+        vals: _Arr
+        tmp: _Arr
+        tag: Any
+        lo: Any
+        bound: Any
+        inside: Any
         if self.halves:
-            high = words.view(np.uint32)[1::2] if _NATIVE_LITTLE else words.view(np.uint32)[::2]
-            tmp32 = self.tmp.view(np.uint32)[:n]
-            if self.htag is not None:
-                np.bitwise_or(high, self.htag, out=tmp32)
-                np.subtract(tmp32, self.hlo, out=tmp32)
-            else:
-                np.subtract(high, self.hlo, out=tmp32)
-            np.less_equal(tmp32, self.hspan, out=mask)
+            vals = words.view(np.uint32)[1::2] if _NATIVE_LITTLE else words.view(np.uint32)[::2]
+            tmp, tag, lo, bound, inside = (self.tmp.view(np.uint32)[:n], self.htag, self.hlo,
+                                           self.hspan, np.less_equal)
         else:
-            tmp = self.tmp[:n]
-            if self.tagmask is not None:
-                np.bitwise_or(words, self.tagmask, out=tmp)
-                np.subtract(tmp, self.lo, out=tmp)
-            else:
-                np.subtract(words, self.lo, out=tmp)
-            np.less(tmp, self.span, out=mask)
+            vals, tmp, tag, lo, bound, inside = (words, self.tmp[:n], self.tagmask, self.lo,
+                                                 self.span, np.less)
+        if tag is not None:
+            np.bitwise_or(vals, tag, out=tmp)
+            vals = tmp
+        np.subtract(vals, lo, out=tmp)
+        inside(tmp, bound, out=mask)
         cand = np.flatnonzero(mask)
         if len(cand) and (self.halves or len(self.windows) > 1):
             v = words[cand] | self.tagmask if self.tagmask is not None else words[cand]
