@@ -62,3 +62,18 @@ def test_floor_on_sparse_starts_falls_back_to_binary_search() -> None:
     values = starts + U64(5)
     assert index.floor(values).tolist() == list(range(199))
     assert StartIndex(np.zeros(0, dtype=U64)).floor(values).tolist() == [-1] * 199
+
+
+def test_cells_are_sized_to_the_starts_and_hold_few_of_them() -> None:
+    # 32-byte objects packed tight: the smallest cells (16 bytes) fit the budget
+    dense = U64(0xFFFF_8880_0000_0000) + np.arange(50_000, dtype=U64) * U64(32)
+    assert int(StartIndex(dense).shift) == StartIndex.MIN_SHIFT
+    # 1 KiB apart: cells grow until there are at most CELLS_PER_START per start
+    spread = U64(0xFFFF_8880_0000_0000) + np.arange(50_000, dtype=U64) * U64(1024)
+    index = StartIndex(spread)
+    assert index.table is not None
+    cells = int(index.cells.sum())
+    assert cells <= StartIndex.CELLS_PER_START * len(spread) + 4096
+    assert cells > StartIndex.CELLS_PER_START * len(spread) // 4  # not coarser than needed
+    values = spread + U64(1023)
+    assert index.floor(values).tolist() == list(range(50_000))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import sys
 import zlib
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -98,21 +99,28 @@ class StartIndex:
     A binary search over a million starts costs twenty cache misses per
     value.  Here the starts are split into clusters at gaps wider than
     ``MAX_GAP`` (the direct map, the kernel image, vmalloc space ...), each
-    cluster is cut into cells of ``1 << CELL_SHIFT`` bytes, and a table holds
-    the last start before each cell; a value then costs a search among the
-    few clusters, one table read and a step over the starts inside its cell.
-    When the cells would outnumber the starts by far (sparse starts), it
-    falls back to ``searchsorted``.
+    cluster is cut into cells of ``1 << shift`` bytes, and a table holds the
+    last start at or before each cell's end; a value then costs a search
+    among the few clusters, one table read and a step back over the starts
+    of its cell above it (none when it points at or past the cell's last
+    start, as most pointers into a heap do).  The cell size is the smallest
+    power of two (at least ``1 << MIN_SHIFT``) giving at most
+    ``CELLS_PER_START`` cells a start, so cells hold a start or two; when
+    even ``1 << MAX_SHIFT`` bytes would give more (sparse starts), it falls
+    back to ``searchsorted``.
 
     >>> idx = StartIndex(np.array([0x1000, 0x1040, 0x9000_0000], dtype=np.uint64))
     >>> idx.floor(np.array([0xfff, 0x1000, 0x1050, 0x8fff_ffff, 0x9000_0001], dtype=np.uint64))
     array([-1,  0,  1,  1,  2])
     """
 
-    CELL_SHIFT = 8
+    MIN_SHIFT = 4
+    MAX_SHIFT = 12
+    CELLS_PER_START = 4
     MAX_GAP = 1 << 24
 
     def __init__(self, starts: npt.NDArray[np.uint64]) -> None:
+        """Build the table.  Runtime complexity: ``O(n + cells)``, at most ``O(n)`` cells."""
         self.starts = starts
         n = len(starts)
         self.table: _Arr | None = None
@@ -121,18 +129,27 @@ class StartIndex:
         cut = np.flatnonzero(np.diff(starts) > U64(self.MAX_GAP)) + 1
         first = np.concatenate(([0], cut)).astype(I64)
         last = np.concatenate((cut, [n])).astype(I64) - 1
-        shift = U64(self.CELL_SHIFT)
-        self.base = (starts[first] >> shift) << shift
-        self.cells = ((starts[last] - self.base) >> shift).astype(I64) + 1
-        total = int(self.cells.sum())
-        if total > 8 * n + 4096:
+        spans = starts[last] - starts[first]
+        budget = self.CELLS_PER_START * n + 4096
+        for shift in range(self.MIN_SHIFT, self.MAX_SHIFT + 1):
+            # ((span >> shift) + 2 per cluster bounds its cells, whatever its alignment)
+            if int((spans >> U64(shift)).sum()) + 2 * len(first) <= budget:
+                break
+        else:
             return  # sparse: plain binary search
+        self.shift = U64(shift)
+        self.base = (starts[first] >> self.shift) << self.shift
+        self.cells = ((starts[last] - self.base) >> self.shift).astype(I64) + 1
+        total = int(self.cells.sum())
         self.offset = np.concatenate(([0], np.cumsum(self.cells)[:-1])).astype(I64)
-        # table[g]: the last start before cell g (-1: none), from a count of starts per cell
         cluster = np.repeat(np.arange(len(first), dtype=I64), last - first + 1)
-        cell = self.offset[cluster] + ((starts - self.base[cluster]) >> shift).astype(I64)
-        per_cell = np.bincount(cell, minlength=total)
-        self.table = np.cumsum(per_cell) - per_cell - 1
+        cell = self.offset[cluster] + ((starts - self.base[cluster]) >> self.shift).astype(I64)
+        # table[g]: the last start at or before the end of cell g (a count of starts per
+        # cell, summed); int32 where it fits, half the cache lines read
+        counts = np.bincount(cell, minlength=total)
+        del cell, cluster
+        self.table = np.cumsum(counts, dtype=np.int32 if n < 1 << 31 else I64)
+        self.table -= 1
         self.last = last
 
     def floor(self, values: npt.NDArray[np.uint64]) -> _Arr:
@@ -145,22 +162,25 @@ class StartIndex:
         if table is None:
             return np.searchsorted(starts, values, side="right").astype(I64) - 1
         c = np.searchsorted(self.base, values, side="right").astype(I64) - 1
-        cc = np.maximum(c, 0)
-        cell = ((values - self.base[cc]) >> U64(self.CELL_SHIFT)).astype(I64)
-        beyond = cell >= self.cells[cc]  # past the cluster's last start: that start
-        j = np.where(beyond, self.last[cc],
-                     table[self.offset[cc] + np.minimum(cell, self.cells[cc] - 1)])
-        j[c < 0] = -1
-        # step over the starts of the value's cell that are not above it
-        n = len(starts)
-        active = np.flatnonzero((c >= 0) & ~beyond)
+        before = c < 0  # below the first cluster: no start
+        c[before] = 0
+        cell = ((values - self.base[c]) >> self.shift).astype(I64)
+        cells = self.cells[c]
+        beyond = cell >= cells  # past the cluster's last cell: its last start
+        np.minimum(cell, cells - 1, out=cell)
+        cell += self.offset[c]
+        j = table[cell].astype(I64)
+        j[beyond] = self.last[c[beyond]]
+        j[before] = -1
+        # step back over the starts of the value's cell that lie above it
+        active = np.flatnonzero(~(before | beyond))
+        active = active[starts[j[active]] > values[active]]
         while len(active):
-            nxt = j[active] + 1
-            ok = nxt < n
-            active, nxt = active[ok], nxt[ok]
-            ok = starts[nxt] <= values[active]
-            active = active[ok]
-            j[active] += 1
+            j[active] -= 1
+            at = j[active]
+            keep = at >= 0
+            active, at = active[keep], at[keep]
+            active = active[starts[at] > values[active]]
         return j
 
 
@@ -453,11 +473,15 @@ class _FastScanner:
         new = old.copy()
         for r in np.flatnonzero(np.bincount(ri[inside], minlength=len(regions))).tolist():
             sel = np.flatnonzero(inside & (ri == r))
-            offsets = (addr[sel] - starts[r]).tolist()
+            first = addr[sel] - starts[r]
             with memoryview(regions[r].data) as data:
-                # crc32() inlined (the fast engine never runs with a fault injected)
-                new[sel] = [zcrc(data[o:o + n], 0xFFFFFFFF) ^ 0xFFFFFFFF for o, n in
-                            zip(offsets, size[sel].tolist(), strict=True)]
+                # crc32() inlined (the fast engine never runs with a fault injected), as
+                # map chains: no Python bytecode per object
+                crcs = np.fromiter(map(zcrc, map(data.__getitem__,
+                                                 map(slice, first.tolist(),
+                                                     (first + size[sel]).tolist())),
+                                       repeat(0xFFFFFFFF)), dtype=U64, count=len(sel))
+            new[sel] = crcs ^ U64(0xFFFFFFFF)
         store.set_column("checksum", rows[inside], new[inside])
         changed = inside & (new != old)
         for i in np.flatnonzero(~inside).tolist():
