@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import KmemsimTypeError, KmemsimValueError, PageFault, check_int
 from .layout import Arch
@@ -48,6 +49,9 @@ RegionData = bytearray | mmap.mmap
 #: ``bytearray``'s memset is cheaper than a host mapping of its own (and a host
 #: mapping is a page at least), and many small regions do not multiply host mappings.
 LAZY_MIN_BYTES = 64 * 1024
+
+#: Writes are dated per page of this many bytes (:attr:`Region.page_gen`).
+GEN_PAGE_SHIFT = 12
 
 
 def zeroed(size: int) -> RegionData:
@@ -95,9 +99,16 @@ def paused_gc() -> Iterator[None]:
 
 
 class Region:
-    """One mapped range ``[start, end)`` backed by :attr:`data` (never resized)."""
+    """One mapped range ``[start, end)`` backed by :attr:`data` (never resized).
 
-    __slots__ = ("data", "end", "kind", "name", "start")
+    :attr:`page_gen` dates the writes: for each page of ``1 << GEN_PAGE_SHIFT``
+    bytes, the :attr:`AddressSpace.write_gen` of the last write that touched
+    it (or of the mapping).  ``None`` (a region not mapped by
+    :meth:`AddressSpace.map`, or restored from a save that had no dates)
+    means undated: any byte may have changed at any time.
+    """
+
+    __slots__ = ("data", "end", "kind", "name", "page_gen", "start")
 
     def __init__(self, start: int, data: RegionData, name: str, kind: RegionKind) -> None:
         self.start = start
@@ -105,9 +116,36 @@ class Region:
         self.data = data
         self.name = name
         self.kind = kind
+        self.page_gen: npt.NDArray[np.int64] | None = None
 
     def __repr__(self) -> str:
         return f"<Region {self.name} {self.start:#x}-{self.end:#x}>"
+
+    def written_since(self, offsets: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64],
+                      gens: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """For each range ``[offsets[i], offsets[i] + sizes[i])`` of this region (sizes
+        above 0), whether a write or the mapping may have changed it after
+        :attr:`AddressSpace.write_gen` was ``gens[i]`` (always, when undated).
+
+        Runtime complexity: ``O(m)`` for *m* ranges of at most two pages each,
+        plus the pages of longer ones.
+
+        >>> from kmemsim.layout import X86_64
+        >>> mem = AddressSpace(X86_64); r = mem.map(0x10000, 3 * 4096, "r")
+        >>> then = mem.write_gen; mem.write_word(0x11008, 5)
+        >>> off, size = np.array([0, 4096, 8000], dtype=np.int64), np.array([64, 16, 200])
+        >>> r.written_since(off, size, np.full(3, then)).tolist()
+        [False, True, True]
+        """
+        pg = getattr(self, "page_gen", None)
+        if pg is None:
+            return np.ones(len(offsets), dtype=bool)
+        first = offsets >> GEN_PAGE_SHIFT
+        last = (offsets + sizes - 1) >> GEN_PAGE_SHIFT
+        newest = np.maximum(pg[first], pg[last])
+        for i in np.flatnonzero(last - first > 1).tolist():  # ranges over three pages or more
+            newest[i] = pg[first[i]:last[i] + 1].max()
+        return newest > gens  # type: ignore[no-any-return]
 
 
 class AddressSpace:
@@ -116,6 +154,9 @@ class AddressSpace:
     Region lookup is a binary search over the sorted region starts:
     Runtime complexity: ``O(log(r))`` for *r* regions.
     """
+
+    #: (the starting value, for an address space restored from an older save)
+    write_gen = 1
 
     def __init__(self, arch: Arch, on_fault: Callable[[PageFault], None] | None = None,
                  on_write: Callable[[int, int], None] | None = None,
@@ -132,6 +173,8 @@ class AddressSpace:
         self._wcode: Literal["Q", "I"] = "Q" if arch.word_size == 8 else "I"
         # Addresses are unsigned longs: anything wider is a caller's mistake, not a fault.
         self._top = 1 << (8 * arch.word_size)
+        self.write_gen = 1
+        """Bumped by every write and mapping; the pages written take the new value."""
 
     # -- mapping ---------------------------------------------------------
     def map(
@@ -161,6 +204,10 @@ class AddressSpace:
         ):
             raise KmemsimValueError(f"mapping {start:#x}+{size:#x} overlaps an existing region")
         region = Region(start, buf, name, kind)
+        # A new mapping dates all its pages: bytes checked before it are not these.
+        self.write_gen += 1
+        region.page_gen = np.full(((size - 1) >> GEN_PAGE_SHIFT) + 1, self.write_gen,
+                                  dtype=np.int64)
         self._starts.insert(i, start)
         self._regions.insert(i, region)
         return region
@@ -264,9 +311,14 @@ class AddressSpace:
         mv = memoryview(data).cast("B")
         pieces = self._spans(addr, len(mv), write=True)
         pos = 0
+        self.write_gen += 1
         for r, off, ln in pieces:
             r.data[off:off + ln] = mv[pos:pos + ln]
             pos += ln
+            pg = getattr(r, "page_gen", None)  # (unset in a region of an older save)
+            if pg is not None and ln:
+                pg[off >> GEN_PAGE_SHIFT:((off + ln - 1) >> GEN_PAGE_SHIFT) + 1] = (
+                    self.write_gen)
         if self._on_write is not None:
             self._on_write(addr, len(mv))
 
@@ -292,6 +344,17 @@ class AddressSpace:
         buf, start = r.data, r.start
         for a in addrs:
             buf[a - start:a - start + n] = data
+        pg = getattr(r, "page_gen", None)
+        if pg is not None and n:
+            self.write_gen += 1
+            off = (np.array(addrs, dtype=np.uint64) - np.uint64(start)).astype(np.int64)
+            if n <= 1 << GEN_PAGE_SHIFT:  # a write touches one page or two
+                pg[off >> GEN_PAGE_SHIFT] = self.write_gen
+                pg[(off + (n - 1)) >> GEN_PAGE_SHIFT] = self.write_gen
+            else:
+                for o in off.tolist():
+                    pg[o >> GEN_PAGE_SHIFT:((o + n - 1) >> GEN_PAGE_SHIFT) + 1] = (
+                        self.write_gen)
         if self._on_write is not None:
             for a in addrs:
                 self._on_write(a, n)
@@ -357,14 +420,19 @@ class AddressSpace:
             bad = int(a[np.flatnonzero(~ok)[0]])
             raise KmemsimValueError(f"{bad:#x} is not a mapped whole word")
         dtype = "<u8" if ws == 8 else "<u4"
+        self.write_gen += 1
         for i in np.flatnonzero(np.bincount(idx)).tolist():  # the regions written, in order
             r = self._regions[i]
             if r.start % ws:  # pragma: no cover - regions are page-aligned
                 raise KmemsimValueError(f"region {r.name} is not word-aligned")
             sel = idx == i
+            off = (a[sel] - np.uint64(r.start)).astype(np.int64)
             view = np.frombuffer(r.data, dtype=dtype, count=len(r.data) // ws)
-            view[((a[sel] - np.uint64(r.start)) // np.uint64(ws)).astype(np.int64)] = v[sel]
+            view[off // ws] = v[sel]
             del view  # no export outlives the call: an exported buffer cannot be resized or closed
+            pg = getattr(r, "page_gen", None)
+            if pg is not None:  # (an aligned word never straddles two pages)
+                pg[off >> GEN_PAGE_SHIFT] = self.write_gen
         if self._on_write_words is not None:
             self._on_write_words(addrs)
         elif self._on_write is not None:

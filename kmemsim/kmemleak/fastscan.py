@@ -455,8 +455,12 @@ class _FastScanner:
         Plain objects lying in one mapped region are checksummed straight from
         the region's bytes and their checksums written as one column; the rest
         (per-CPU, phys, unmapped or straddling) go through ``update_checksum``.
-        Runtime complexity: ``O(W + B)`` for ``W`` objects of ``B`` bytes in
-        all (a C-speed CRC each).
+        An object whose checksum was found right at a memory write generation
+        (:attr:`ObjectStore.crc_gen`) and none of whose pages was written
+        since (:meth:`~kmemsim.memory.Region.written_since`) keeps it without
+        a CRC: its bytes, and so their CRC, are those of then.
+        Runtime complexity: ``O(W + B)`` for ``W`` objects of ``B`` bytes
+        written since their last CRC (a C-speed CRC each).
         """
         kl = self.kl
         store = kl.store
@@ -471,19 +475,27 @@ class _FastScanner:
                   & (addr + size <= ends[np.maximum(ri, 0)]))
         old = store.column("checksum", rows)
         new = old.copy()
+        now = self.k.memory.write_gen
+        dated = np.frombuffer(store.crc_gens(), dtype=U64)[rows].astype(I64)  # (a copy)
         for r in np.flatnonzero(np.bincount(ri[inside], minlength=len(regions))).tolist():
             sel = np.flatnonzero(inside & (ri == r))
-            first = addr[sel] - starts[r]
+            first = (addr[sel] - starts[r]).astype(I64)
+            stale = (dated[sel] == 0) | regions[r].written_since(
+                first, np.maximum(size[sel], U64(1)).astype(I64), dated[sel])
+            sel, first = sel[stale], first[stale]
             with memoryview(regions[r].data) as data:
                 # crc32() inlined (the fast engine never runs with a fault injected), as
                 # map chains: no Python bytecode per object
                 crcs = np.fromiter(map(zcrc, map(data.__getitem__,
                                                  map(slice, first.tolist(),
-                                                     (first + size[sel]).tolist())),
+                                                     (first + size[sel].astype(I64)).tolist())),
                                        repeat(0xFFFFFFFF)), dtype=U64, count=len(sel))
             new[sel] = crcs ^ U64(0xFFFFFFFF)
-        store.set_column("checksum", rows[inside], new[inside])
         changed = inside & (new != old)
+        store.set_column("checksum", rows[changed], new[changed])
+        gens = np.frombuffer(store.crc_gens(), dtype=U64)
+        gens[rows[inside]] = now  # every inside object's checksum is its bytes' CRC now
+        del gens  # release the buffer: the column must stay growable
         for i in np.flatnonzero(~inside).tolist():
             changed[i] = update_checksum(kl, self.obj(int(white[i])))
         return white[changed].tolist()  # type: ignore[no-any-return]

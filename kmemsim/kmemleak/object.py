@@ -117,9 +117,12 @@ class ObjectStore:
                ("flags", "q"), ("excess_ref", "Q"), ("checksum", "Q"), ("jiffies", "Q"),
                ("pid", "q"), ("serial", "q"))
 
-    __slots__ = ("areas", "checksum", "comm", "count", "excess_ref", "flags", "jiffies", "live",
-                 "live_count", "min_count", "objects", "pid", "pointer", "serial", "size",
-                 "trace")
+    __slots__ = ("areas", "checksum", "comm", "count", "crc_gen", "excess_ref", "flags",
+                 "jiffies", "live", "live_count", "min_count", "objects", "pid", "pointer",
+                 "serial", "size", "trace")
+
+    #: Columns whose change makes a row's checksum date (:attr:`crc_gen`) void.
+    CRC_INPUTS = ("pointer", "size", "checksum")
 
     def __init__(self) -> None:
         self.pointer = array("Q")
@@ -141,9 +144,31 @@ class ObjectStore:
         self.objects: list[KmemleakObject | None] = []
         """Each row's view once made (``None`` before, and once the row is freed)."""
         self.live_count = 0
+        self.crc_gen: array[int] | None = None
+        """Per row, the memory's ``write_gen`` when ``checksum`` was last found equal to
+        the CRC of the object's bytes (0: never): the fast scan skips the CRC of an
+        object no write has touched since.  ``None``, or shorter than the store
+        (rows added since), means those rows are undated; :meth:`crc_gens` pads."""
 
     def __len__(self) -> int:
         return len(self.serial)
+
+    def crc_gens(self) -> array[int]:
+        """:attr:`crc_gen`, padded with zeros (undated) to one entry a row.  ``O(n)``
+        when it grows, else ``O(1)``."""
+        gens = getattr(self, "crc_gen", None)  # (unset in a store restored from an older save)
+        if gens is None:
+            gens = self.crc_gen = array("Q")
+        missing = len(self.serial) - len(gens)
+        if missing > 0:
+            gens.frombytes(bytes(8 * missing))
+        return gens
+
+    def _crc_void(self, row: int) -> None:
+        """A checksum input of *row* changed: its checksum date no longer holds."""
+        gens = getattr(self, "crc_gen", None)
+        if gens is not None and row < len(gens):
+            gens[row] = 0
 
     def view(self, row: int) -> KmemleakObject:
         """The object of *row* (made on first use, then always the same).  ``O(1)``."""
@@ -253,6 +278,7 @@ class ObjectStore:
             if obj is not None:
                 obj._row = new
         self.live = bytearray(b"\x01") * len(rows)
+        self.crc_gen = None  # (rare: every row undated once, recomputed at the next scan)
         return new_row
 
     def live_rows(self) -> npt.NDArray[np.int64]:
@@ -287,6 +313,10 @@ class ObjectStore:
             view[rows] = values
         finally:
             del view  # release the buffer at once so the column can grow again
+        if name in self.CRC_INPUTS and getattr(self, "crc_gen", None) is not None:
+            gens = np.frombuffer(self.crc_gens(), dtype=np.uint64)
+            gens[rows] = 0
+            del gens
 
     def row_of(self, serial: int) -> int | None:
         """The live row holding *serial*, or ``None``.  ``O(log(n))``."""
@@ -384,6 +414,7 @@ class KmemleakObject:
     @pointer.setter
     def pointer(self, value: int) -> None:
         self._store.pointer[self._row] = value
+        self._store._crc_void(self._row)
 
     @property
     def size(self) -> int:
@@ -392,6 +423,7 @@ class KmemleakObject:
     @size.setter
     def size(self, value: int) -> None:
         self._store.size[self._row] = value
+        self._store._crc_void(self._row)
 
     @property
     def min_count(self) -> int:
@@ -432,6 +464,7 @@ class KmemleakObject:
     @checksum.setter
     def checksum(self, value: int) -> None:
         self._store.checksum[self._row] = value
+        self._store._crc_void(self._row)
 
     @property
     def jiffies(self) -> int:
