@@ -742,6 +742,26 @@ class Kernel:
         self._meta_objects += 1
         return True
 
+    def metadata_alloc_many(self, nbytes: int, count: int) -> bool:
+        """:meth:`metadata_alloc` *count* times, all or nothing: the pages the calls
+        would charge, charged at once.  ``O(1)``.
+
+        >>> from kmemsim import Kernel
+        >>> k, twin = Kernel(), Kernel()
+        >>> k.metadata_alloc_many(256, 40), all(twin.metadata_alloc(256) for _ in range(40))
+        (True, True)
+        >>> k.page_allocator.charged_pages == twin.page_allocator.charged_pages
+        True
+        """
+        per_page = PAGE_SIZE // nbytes
+        m = self._meta_objects
+        # the calls whose object count is a multiple of per_page each charge a page
+        pages = (m + count - 1) // per_page - (m - 1) // per_page if count > 0 else 0
+        if pages and not self.page_allocator.charge(pages):
+            return False
+        self._meta_objects += count
+        return True
+
     def metadata_fits(self, nbytes: int, count: int) -> bool:
         per_page = PAGE_SIZE // nbytes
         return self.page_allocator.free_pages > count // per_page + 2

@@ -226,3 +226,19 @@ def test_kmemleak_alloc_bulk_registers_as_one_by_one_and_checks_its_arguments() 
             kl.kmemleak_alloc_bulk(bad_ptrs, bad_sizes, 1)  # type: ignore[arg-type]
     assert len(kl) == before                                # nothing half-registered
     assert k.kmalloc(32)                                    # and the kernel still works
+
+
+@settings(max_examples=50, deadline=None)
+@given(before=st.integers(0, 100), count=st.integers(0, 100),
+       nbytes=st.sampled_from([248, 256, 1024]))
+def test_metadata_alloc_many_charges_what_the_calls_charge(before: int, count: int,
+                                                           nbytes: int) -> None:
+    bulk, twin = Kernel(), Kernel()
+    for k in (bulk, twin):
+        for _ in range(before):
+            k.metadata_alloc(nbytes)
+    assert bulk.metadata_alloc_many(nbytes, count)
+    assert all(twin.metadata_alloc(nbytes) for _ in range(count))
+    assert bulk.page_allocator.charged_pages == twin.page_allocator.charged_pages
+    assert bulk.page_allocator.free_pages == twin.page_allocator.free_pages
+    assert bulk._meta_objects == twin._meta_objects

@@ -357,33 +357,37 @@ class Kmemleak:
         if not self.kmemleak_enabled or not ptrs:
             return
         p = np.asarray(ptrs, dtype=np.uint64)
+        sz = np.asarray(sizes, dtype=np.uint64)
         tracked = (p != 0) & (p <= np.uint64(mask - MAX_ERRNO))  # not NULL, not IS_ERR
         if not tracked.all():
-            ptrs = p[tracked].tolist()
-            sizes = np.asarray(sizes, dtype=np.uint64)[tracked].tolist()
-        safe = (self.kmemleak_initialized and len(ptrs) > 0 and min(sizes) > 0 and
-                self.k.metadata_fits(SIZEOF_KMEMLEAK_OBJECT, len(ptrs)))
+            p, sz = p[tracked], sz[tracked]
+            ptrs, sizes = p.tolist(), sz.tolist()
+        safe = (self.kmemleak_initialized and len(p) > 0 and bool(sz.min() > 0) and
+                self.k.metadata_fits(SIZEOF_KMEMLEAK_OBJECT, len(p)))
         if safe:
             pid, comm = self.k.current_task()
             comm = comm[:15]
             trace = self.k.save_stack_trace()
             jiffies = self.k.jiffies & mask
-            starts = ((p[tracked] | np.uint64(0xFF00_0000_0000_0000)).tolist()
-                      if self.k.arch.top_byte_tags else ptrs)
-            safe = self.object_tree_root.can_insert_many(starts, sizes)
+            starts = p | np.uint64(0xFF00_0000_0000_0000) if self.k.arch.top_byte_tags else p
+            safe = self.object_tree_root.can_insert_many(starts, sz)
         if not safe:
             for ptr, size in zip(ptrs, sizes, strict=True):
                 self.kmemleak_alloc(ptr, size, min_count)
             return
-        rows = self.store.add_many(ptrs, sizes, min_count, first_serial=self._serial + 1,
+        rows = self.store.add_many(p, sz, min_count, first_serial=self._serial + 1,
                                    flags=OBJECT_ALLOCATED, jiffies=jiffies, pid=pid,
                                    comm=comm, trace=trace)
         self.object_tree_root.insert_rows(starts, rows)
         self._serial += len(rows)
-        for _ in rows:
-            self.k.metadata_alloc(SIZEOF_KMEMLEAK_OBJECT)
-        self.min_addr = min(self.min_addr, min(starts))
-        self.max_addr = max(self.max_addr, max(map(add, starts, sizes)))
+        # (metadata_fits held: every one of the calls' charges succeeds)
+        self.k.metadata_alloc_many(SIZEOF_KMEMLEAK_OBJECT, len(rows))
+        ends = starts + sz
+        self.min_addr = min(self.min_addr, int(starts.min()))
+        # (an object ending at the very top of the space wraps in uint64: ask Python then)
+        top = (int(ends.max()) if bool((ends > starts).all())
+               else max(map(add, starts.tolist(), sz.tolist())))
+        self.max_addr = max(self.max_addr, top)
 
     def kmemleak_alloc_percpu(self, ptr: int, size: int) -> None:
         """One per-CPU-tree object for a per-CPU cookie, min_count 1 (newest kernels)."""

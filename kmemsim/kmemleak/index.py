@@ -155,7 +155,8 @@ class ObjectTree:
         self._rows[i:i + 1] = [rw[:LOAD], rw[LOAD:]]
         self._firsts[i:i + 1] = [st[0], st[LOAD]]
 
-    def can_insert_many(self, starts: Sequence[int], sizes: Sequence[int]) -> bool:
+    def can_insert_many(self, starts: Sequence[int] | npt.NDArray[np.uint64],
+                        sizes: Sequence[int] | npt.NDArray[np.uint64]) -> bool:
         """Whether blocks at *starts* (all of size > 0) overlap neither each other nor the tree.
 
         When this holds, inserting them one by one raises no overlap, and
@@ -184,7 +185,8 @@ class ObjectTree:
         st, en = st[order], en[order]
         return bool((st[1:] >= en[:-1]).all())
 
-    def insert_rows(self, starts: Sequence[int], rows: Sequence[int]) -> None:
+    def insert_rows(self, starts: Sequence[int] | npt.NDArray[np.uint64], rows: Sequence[int]
+                    ) -> None:
         """Insert the objects of *rows* (sizes > 0) at *starts*; the caller checked
         :meth:`can_insert_many`.
 
@@ -192,6 +194,8 @@ class ObjectTree:
         (one merge, numpy) when *m* is large.
         """
         if len(rows) * 8 < self._len:
+            if isinstance(starts, np.ndarray):
+                starts = starts.tolist()  # (Python ints: the chunks' searches compare them)
             for start, row in zip(starts, rows, strict=True):
                 i, j = self._floor(start)
                 self._insert_at(max(i, 0), j + 1, start, row)

@@ -201,7 +201,8 @@ class ObjectStore:
         self.live_count += 1
         return self.view(len(self.serial) - 1)
 
-    def add_many(self, pointers: Sequence[int], sizes: Sequence[int], min_count: int, *,
+    def add_many(self, pointers: Sequence[int] | npt.NDArray[np.uint64],
+                 sizes: Sequence[int] | npt.NDArray[np.uint64], min_count: int, *,
                  first_serial: int, flags: int, jiffies: int, pid: int, comm: str,
                  trace: tuple[int, ...]) -> range:
         """Append one row per pointer (consecutive serials, one context); return the rows.
@@ -211,8 +212,11 @@ class ObjectStore:
         """
         m = len(pointers)
         row0 = len(self.serial)
-        self.pointer.extend(pointers)
-        self.size.extend(sizes)
+        for col, values in ((self.pointer, pointers), (self.size, sizes)):
+            if isinstance(values, np.ndarray):  # at C speed, from the bytes
+                col.frombytes(values.astype(np.uint64, copy=False).tobytes())
+            else:
+                col.extend(values)
         for col, value in ((self.min_count, min_count), (self.count, 0), (self.flags, flags),
                            (self.excess_ref, 0), (self.checksum, 0), (self.jiffies, jiffies),
                            (self.pid, pid)):

@@ -75,6 +75,10 @@ class KernelServices(Protocol):
         """Charge *nbytes* to kmemleak's metadata slab; False when memory is exhausted."""
         ...
 
+    def metadata_alloc_many(self, nbytes: int, count: int) -> bool:
+        """*count* ``metadata_alloc(nbytes)`` calls at once, all or nothing."""
+        ...
+
     def metadata_free(self, nbytes: int) -> None: ...
 
     def metadata_fits(self, nbytes: int, count: int) -> bool:
