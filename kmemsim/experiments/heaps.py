@@ -63,35 +63,52 @@ def build_heap(k: Kernel, n: int, rng: np.random.Generator, *,
         raise KmemsimValueError(f"out of simulated memory after {objs.index(0)} of {n} objects: "
                                 f"boot with a larger mem= (now {k.ram_bytes >> 20}M)")
     k.memory.write_words(objs, data.tolist())
-    slots: list[int] = []
-    targets: list[int] = []
-    heads: dict[int, int] = {}              # bucket slot -> the chain's first node
-    tree: list[int] = []
-    last = list_head
-    for i, p in enumerate(objs):
-        shape = i % 3
-        if shape == 0:                      # a list: the previous node links to it
-            slots.append(last if last == list_head else last + ws)
-            targets.append(p)
-            last = p
-        elif shape == 1:                    # a binary tree: the parent links to it
-            if not tree:
-                slots.append(tree_root)
-                targets.append(p)
-            elif not drop[i]:
-                parent = tree[(len(tree) - 1) // 2]
-                slots.append(parent + ws * (2 + len(tree) % 2))
-                targets.append(p)
-            tree.append(p)
-        else:                               # a hash table: pushed on a bucket's chain
-            bucket = buckets + ws * int(bucket_of[i])
-            old = heads.get(bucket)
-            if old:
-                slots.append(p + ws)
-                targets.append(old)
-            heads[bucket] = p
-    # The buckets hold their last push (each slot stored once, so one batch).
-    k.store_many(slots + list(heads), targets + list(heads.values()))
+    # Each object's link, as one batch in object order (the buckets' heads last), worked
+    # out with numpy: the same stores, in the same order, as walking the objects.
+    p = np.array(objs, dtype=np.uint64)
+    w = np.uint64(ws)
+    i = np.arange(n)
+    slot = np.zeros(n, dtype=np.uint64)
+    linked = np.zeros(n, dtype=bool)
+    # a list: the previous list node links to each (the first hangs off the static head)
+    lst = i[i % 3 == 0]
+    slot[lst[1:]] = p[lst[:-1]] + w
+    slot[lst[0]] = list_head
+    linked[lst] = True
+    # a binary tree: the parent of the t-th node links to it, unless the link is dropped
+    tree = i[i % 3 == 1]
+    if len(tree):
+        t = np.arange(len(tree))
+        slot[tree[1:]] = p[tree[(t[1:] - 1) // 2]] + w * (2 + t[1:] % 2).astype(np.uint64)
+        slot[tree[0]] = tree_root
+        linked[tree[1:]] = ~drop[tree[1:]]
+        linked[tree[0]] = True
+    # a hash table: each node is pushed on its bucket's chain, holding the previous head
+    chained = i[i % 3 == 2]
+    target = p.copy()
+    if len(chained):
+        b = bucket_of[chained]
+        order = np.argsort(b, kind="stable")  # per bucket, in push order
+        same = np.zeros(len(chained), dtype=bool)
+        same[1:] = b[order][1:] == b[order][:-1]
+        pushed = chained[order][same]  # nodes pushed onto a non-empty chain
+        slot[pushed] = p[pushed] + w
+        target[pushed] = p[chained[order][:-1][same[1:]]]
+        linked[pushed] = True
+        # each used bucket ends holding its last push; buckets in order of first use
+        first_use: dict[int, int] = {}
+        last_push: dict[int, int] = {}
+        for node, bk in zip(chained.tolist(), b.tolist(), strict=True):
+            first_use.setdefault(bk, node)
+            last_push[bk] = node
+        used = sorted(first_use, key=first_use.__getitem__)
+        head_slots = [buckets + ws * bk for bk in used]
+        head_targets = [objs[last_push[bk]] for bk in used]
+    else:
+        head_slots = head_targets = []
+    slots = slot[linked].tolist() + head_slots
+    targets = target[linked].tolist() + head_targets
+    k.store_many(slots, targets)
     store = k.store
     picks = rng.integers(0, n, size=(STACKS, STACK_WORDS))
     for s in range(STACKS):
