@@ -8,7 +8,9 @@ spares exactly what the reference engine spares.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -135,3 +137,39 @@ def test_a_new_mapping_dates_its_pages() -> None:
     assert region.written_since(np.array([0]), np.array([8]), np.array([gen])).tolist() == [True]
     assert region.written_since(np.array([0]), np.array([8]),
                                 np.array([mem.write_gen])).tolist() == [False]
+
+
+def _as_saved_before_dates(k: Kernel) -> None:
+    """Give *k* the shape a save from before this change restores to: 64-bit columns, no
+    checksum dates, no write dates."""
+    store = k.kmemleak.store
+    for name, _ in store.COLUMNS:
+        col = getattr(store, name)
+        setattr(store, name, array("Q" if col.typecode in "QI" else "q", col))
+    del store.crc_gen
+    for region in k.memory.regions():
+        del region.page_gen
+    del k.memory.write_gen
+
+
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_a_kernel_restored_from_an_older_save_scans_alike(engine: str, tmp_path: Any) -> None:
+    """Older saves restore without the dates and with 64-bit columns: all undated, the
+    same scans."""
+    kernels = []
+    for old in (False, True):
+        k, p = _leak(engine)
+        k.memory.write_word(p + 8, 99)
+        if old:
+            _as_saved_before_dates(k)
+            k.save(tmp_path / "old.kmemsim")
+            k = Kernel.load(tmp_path / "old.kmemsim")
+        k.kmemleak.default_engine = engine
+        for _ in range(3):
+            k.write(KMEMLEAK, "scan")
+            k.memory.write_word(k.kmalloc(64), 5)  # new regions and writes after the load
+        kernels.append(k)
+    new, old = kernels
+    assert old.read(KMEMLEAK) == new.read(KMEMLEAK)
+    assert [(o.pointer, o.checksum, o.count, o.flags) for o in old.kmemleak.object_list.values()] \
+        == [(o.pointer, o.checksum, o.count, o.flags) for o in new.kmemleak.object_list.values()]

@@ -90,6 +90,17 @@ class ScanArea:
     size: int
 
 
+#: numpy's dtype for each :mod:`array` type code of the columns.
+_NATIVE: dict[str, type[np.integer[Any]]] = {
+    "Q": np.uint64, "q": np.int64, "I": np.uint32, "i": np.int32}
+
+
+def _native(col: array[int]) -> npt.NDArray[np.integer[Any]]:
+    """A zero-copy numpy view of a column, in its own width (release it soon: a column
+    with a live view cannot grow)."""
+    return np.frombuffer(col, dtype=_NATIVE[col.typecode])
+
+
 class ObjectStore:
     """Every ``kmemleak_object`` of one detector as columns, one row per object.
 
@@ -112,10 +123,12 @@ class ObjectStore:
     (1, 1, True)
     """
 
-    #: Numeric columns and their :mod:`array` type codes ("Q": unsigned, "q": signed).
-    COLUMNS = (("pointer", "Q"), ("size", "Q"), ("min_count", "q"), ("count", "q"),
-               ("flags", "q"), ("excess_ref", "Q"), ("checksum", "Q"), ("jiffies", "Q"),
-               ("pid", "q"), ("serial", "q"))
+    #: Numeric columns and their :mod:`array` type codes: "Q"/"q" 64-bit unsigned/signed,
+    #: "I"/"i" 32-bit where the kernel's field is an ``int`` or a CRC (a store restored
+    #: from an older save may hold 64-bit ones: readers go by each array's own code).
+    COLUMNS = (("pointer", "Q"), ("size", "Q"), ("min_count", "q"), ("count", "i"),
+               ("flags", "I"), ("excess_ref", "Q"), ("checksum", "I"), ("jiffies", "Q"),
+               ("pid", "i"), ("serial", "q"))
 
     __slots__ = ("areas", "checksum", "comm", "count", "crc_gen", "excess_ref", "flags",
                  "jiffies", "live", "live_count", "min_count", "objects", "pid", "pointer",
@@ -128,12 +141,12 @@ class ObjectStore:
         self.pointer = array("Q")
         self.size = array("Q")
         self.min_count = array("q")
-        self.count = array("q")
-        self.flags = array("q")
+        self.count = array("i")
+        self.flags = array("I")
         self.excess_ref = array("Q")
-        self.checksum = array("Q")
+        self.checksum = array("I")
         self.jiffies = array("Q")
-        self.pid = array("q")
+        self.pid = array("i")
         self.serial = array("q")
         self.comm: list[str] = []
         self.trace: list[tuple[int, ...]] = []
@@ -271,7 +284,7 @@ class ObjectStore:
         new_row[keep] = np.arange(len(keep), dtype=np.int64)
         for name, code in self.COLUMNS:
             col = array(code)
-            col.frombytes(self.column(name)[keep].tobytes())
+            col.frombytes(_native(getattr(self, name))[keep].astype(_NATIVE[code]).tobytes())
             setattr(self, name, col)
         rows = keep.tolist()
         self.comm = [self.comm[r] for r in rows]
@@ -300,19 +313,19 @@ class ObjectStore:
         A copy, not a view: a live view would stop the column from growing.
         ``O(n)``, or ``O(len(rows))``.
         """
-        col = getattr(self, name)
-        view = np.frombuffer(col, dtype=np.uint64 if col.typecode == "Q" else np.int64)
+        view = _native(getattr(self, name))
         try:
             # every row asked for, in order (no free rows): a plain copy beats a gather
-            return view.copy() if rows is None or len(rows) == len(view) else view[rows]
+            out = view.copy() if rows is None or len(rows) == len(view) else view[rows]
         finally:
             del view  # release the buffer at once so the column can grow again
+        # 64-bit either way: uint32 mixed with int64 stays exact, int32 with uint64 would not
+        return out.astype(np.uint64 if out.dtype.kind == "u" else np.int64, copy=False)
 
     def set_column(self, name: str, rows: npt.NDArray[np.int64], values: npt.NDArray[Any]
                    ) -> None:
         """Write *values* into the column at *rows* in place.  ``O(len(rows))`` (numpy)."""
-        col = getattr(self, name)
-        view = np.frombuffer(col, dtype=np.uint64 if col.typecode == "Q" else np.int64)
+        view = _native(getattr(self, name))
         try:
             view[rows] = values
         finally:
