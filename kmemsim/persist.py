@@ -1151,6 +1151,7 @@ def loads(data: bytes, *, module_files: Iterable[str | os.PathLike[str]] = ()) -
         raise KmemsimFormatError(f"malformed payload ({type(exc).__name__}: {exc})") from exc
     if not isinstance(k, Kernel):
         raise KmemsimFormatError("the saved root object is not a Kernel")
+    k.slab.upgrade_saved_bookkeeping()  # (saves from before the slabs' per-slot states)
     return k
 
 

@@ -212,7 +212,7 @@ def slab_caches_newest_first(k: Kernel) -> list[KmemCache]:
 def slabinfo_counts(cache: KmemCache) -> tuple[int, int]:
     """``(active_objs, num_objs)`` as SLUB's ``get_slabinfo`` counts them."""
     num_objs = cache.total_objects
-    nr_free = sum(len(s.freelist) for s in cache.partial)  # count_partial(n, count_free)
+    nr_free = sum(s.nfree for s in cache.partial)  # count_partial(n, count_free)
     return num_objs - nr_free, num_objs
 
 

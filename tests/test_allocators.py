@@ -52,7 +52,7 @@ def check_allocators(k: Kernel) -> None:
     k._check()
     for cache in k.slab.caches.values():
         assert cache.active_objects == len(cache.allocated), cache
-        free = sum(len(s.freelist) for s in cache.slabs.values())
+        free = sum(s.nfree for s in cache.slabs.values())
         assert free + cache.active_objects == cache.total_objects, cache
         for obj in cache.allocated:
             assert k.slab.cache_of(obj) is cache

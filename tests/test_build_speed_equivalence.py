@@ -13,6 +13,7 @@ import gc
 import os
 import tempfile
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from kmemsim import Kernel
 from kmemsim.experiments.heaps import build_heap
 from kmemsim.layout import POISON_END, POISON_FREE, arch_by_name
 from kmemsim.memory import AddressSpace, paused_gc
+from kmemsim.mm.page_alloc import MAX_PAGE_ORDER
 from kmemsim.mm.slab import KMALLOC_SIZES, SLAB_POISON, kmalloc_size_class
 from kmemsim.truth.encodings import Xor
 from kmemsim.truth.model import _slots
@@ -38,7 +40,7 @@ def test_new_slab_free_pointers_match_scalar_encoding(arch: str, cmdline: str,
         assert bool(cache.random) == hardened
         slab = cache._new_slab()
         assert slab is not None
-        slots = slab.freelist[::-1]  # allocation order
+        slots = cache.freelist_of(slab)[::-1]  # allocation order
         assert slots == [slab.base + cache.red_left_pad + i * cache.size
                          for i in range(cache.objects_per_slab)]
         for obj, nxt in zip(slots, [*slots[1:], 0], strict=True):
@@ -112,7 +114,10 @@ def test_compact_indexes_agree_with_the_edges_and_survive_a_save() -> None:
     objs = build_heap(k, 600, np.random.default_rng(4), leak_fraction=0.1)
     t = k.truth
     t._check()
-    # all three forms of an index entry occur: an int, a tuple and a set
+    # The slot indexes hold the record edges (the bulk stores' are rows of the edge table):
+    # all three forms of an entry occur, an int, a tuple and a set.
+    k.store(objs[6] + 2 * ws, objs[4])
+    k.store(objs[6] + 3 * ws, objs[3])
     assert any(isinstance(e, int) for e in t._by_target.values())
     assert any(isinstance(e, tuple) and len(e) == 2 for e in t._by_holder.values())
     roots = t._by_holder[None]
@@ -209,3 +214,172 @@ def test_store_many_into_a_larger_heap_equals_stores(batch: int) -> None:
         k.truth._check()
         states.append((_truth_state(k), k.truth._piece_list()))
     assert states[0] == states[1]
+
+
+# -- new slabs made in bulk (slab_alloc_bulk) ---------------------------------------------
+
+def _slab_state(k: Kernel) -> tuple[object, ...]:
+    """Everything SLUB and the page allocator keep, and the bytes of every region."""
+    pa = k.page_allocator
+    caches = [(c.name, c.active_objects, sorted(c.lost), list(c.allocated),
+               [(b, s.pfn, s.order, s.fresh, bytes(s.state), list(s.free), c.freelist_of(s))
+                for b, s in c.slabs.items()],
+               None if c.cpu_slab is None else c.cpu_slab.base, [s.base for s in c.partial])
+              for c in k.slab.caches.values()]
+    return (caches, [(pfn, c.name) for pfn, c in k.slab.by_slab_pfn.items()],
+            [list(fl) for fl in pa.free_area], list(pa.allocated.items()), pa.free_pages,
+            pa.charged_pages, [(r.name, r.start, bytes(r.data)) for r in k.memory.regions()])
+
+
+def _everything(k: Kernel, objs: list[int]) -> tuple[object, ...]:
+    k.slab._check()
+    k._check()
+    kl = [(o.serial, o.pointer, o.size, o.trace) for o in k.kmemleak.object_list.values()]
+    return objs, _slab_state(k), kl, _truth_state(k), k.dmesg()
+
+
+def _scenario(k: Kernel, bulk: bool, rounds: int) -> list[int]:
+    """Batches over several caches, with frees (partial slabs, a used CPU slab) and
+    stores (edges in slabs that are freed and whose pages come back) in between."""
+    rng = np.random.default_rng(11)
+    named = k.kmem_cache_create("eq_named", 120)
+    ws = k.arch.word_size
+    got: list[int] = []
+    live: list[int] = []
+    for r in range(rounds):
+        sizes = rng.choice([24, 64, 96, 192, 512, 2048, 8192], size=int(rng.integers(1, 400)))
+        nnamed = int(rng.integers(0, 60))
+        if bulk:
+            new = k.kmalloc_bulk(sizes.tolist()) + k.kmem_cache_alloc_bulk(named, nnamed)
+        else:
+            new = [k.kmalloc(int(n)) for n in sizes] + [k.kmem_cache_alloc(named)
+                                                        for _ in range(nnamed)]
+        got += new
+        live += [p for p in new if p]
+        if len(live) > 2:  # some stores, then frees: whole slabs go back to the page allocator
+            for i in rng.integers(0, len(live), size=20).tolist():
+                k.store(live[i] + ws, live[(i * 7) % len(live)])
+            gone = set(rng.choice(len(live), size=len(live) * (r % 3 + 1) // 4,
+                                  replace=False).tolist())
+            for i in sorted(gone, reverse=True):
+                p = live.pop(i)
+                if p in named.allocated:
+                    k.kmem_cache_free(named, p)
+                else:
+                    k.kfree(p)
+    return got
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+@pytest.mark.parametrize("cmdline", ["", "slub_debug=P", "init_on_free=1",
+                                     "init_on_alloc=1"])
+@pytest.mark.parametrize("hardened", [True, False])
+def test_bulk_new_slabs_equal_one_by_one(arch: str, cmdline: str, hardened: bool) -> None:
+    out = []
+    for bulk in (False, True):
+        k = Kernel(arch=arch, cmdline=cmdline, seed=12,
+                   config={"CONFIG_SLAB_FREELIST_HARDENED": hardened})
+        out.append(_everything(k, _scenario(k, bulk, 6)))
+    assert out[0] == out[1]
+
+
+@pytest.mark.parametrize(("chunk", "run_bytes"), [(1, 1 << 20), (3, 8192), (7, 1)])
+def test_bulk_new_slabs_in_small_chunks_and_runs_equal_one_by_one(
+        monkeypatch: pytest.MonkeyPatch, chunk: int, run_bytes: int) -> None:
+    """Slabs initialised a few at a time, in short runs: the same as one by one."""
+    import kmemsim.mm.slab as slab_module
+
+    monkeypatch.setattr(slab_module, "_BULK_SLABS", chunk)
+    monkeypatch.setattr(slab_module, "_BULK_RUN_BYTES", run_bytes)
+    out = []
+    for bulk in (False, True):
+        k = Kernel(cmdline="slub_debug=P", seed=16)
+        out.append(_everything(k, _scenario(k, bulk, 3)))
+    assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("size", [40_000, 300_000, 2_000_000])
+def test_bulk_slabs_of_large_objects_equal_one_by_one(size: int) -> None:
+    """High-order slabs (above SLUB_MAX_ORDER), one object or a few each."""
+    out = []
+    for bulk in (False, True):
+        k = Kernel(seed=17, cmdline="slub_debug=P")
+        c = k.kmem_cache_create("eq_large", size)
+        objs = k.kmem_cache_alloc_bulk(c, 5) if bulk else [k.kmem_cache_alloc(c)
+                                                            for _ in range(5)]
+        k.kmem_cache_free(c, objs[1])
+        objs += k.kmem_cache_alloc_bulk(c, 3) if bulk else [k.kmem_cache_alloc(c)
+                                                             for _ in range(3)]
+        out.append(_everything(k, objs))
+    assert out[0] == out[1]
+
+
+def test_bulk_new_slabs_over_reused_pages_keep_the_stale_bytes_alike() -> None:
+    """New slabs over pages that held other objects: what ``_new_slab`` does not write
+    (the bytes between free pointers, a slab's tail past its last object) stays."""
+    out = []
+    for bulk in (False, True):
+        k = Kernel(seed=13)
+        c = k.kmem_cache_create("eq_old", 256)
+        old = k.kmem_cache_alloc_bulk(c, 6 * c.objects_per_slab)
+        k.memory.write_words(old, list(range(1, len(old) + 1)))
+        for p in old:
+            k.memory.write_word(p + 248, 0xABCD)
+            k.kmem_cache_free(c, p)
+        sizes = [64, 192, 96] * 300
+        objs = k.kmalloc_bulk(sizes) if bulk else [k.kmalloc(n) for n in sizes]
+        out.append(_everything(k, objs))
+        reused = {getattr(k.slab.cache_of(p), "name", None) for p in old}
+        assert {"kmalloc-96", "kmalloc-192"} <= reused  # caches whose slabs have a tail
+    assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("spare", [0, 40, 400, 4000])
+def test_bulk_when_memory_is_nearly_full_equals_one_by_one(spare: int) -> None:
+    """Close to OOM the batch falls back to one-by-one (failures warn in between);
+    a little further from it, the slabs are made in bulk: both as one by one."""
+    out = []
+    for bulk in (False, True):
+        k = Kernel(seed=14, cmdline="mem=128M")
+        pa = k.page_allocator
+        # Eat memory with order-0 and order-3 blocks, leaving about `spare` pages.
+        while pa.free_pages > spare + 600:
+            if not k.alloc_pages(3):
+                break
+        while pa.free_pages > spare and k.alloc_pages(0):
+            pass
+        sizes = [32, 512, 2048, 96] * 150
+        batches: list[int] = []
+
+        def alloc_many(orders: list[int], real: Any = pa.alloc_many,
+                       seen: list[int] = batches) -> list[int] | None:
+            seen.append(len(orders))
+            return real(orders)  # type: ignore[no-any-return]
+
+        pa.alloc_many = alloc_many  # type: ignore[method-assign]
+        objs = k.kmalloc_bulk(sizes) if bulk else [k.kmalloc(n) for n in sizes]
+        out.append(_everything(k, objs))
+    assert out[0] == out[1]
+    assert (objs.count(0) > 0) == (spare < 400)  # too little memory: some fail, and warn
+    assert (len(batches) == 1) == (spare >= 400)  # else the calls were made one by one
+
+
+def test_alloc_many_does_nothing_when_a_block_cannot_be_served() -> None:
+    k = Kernel(seed=15, cmdline="mem=128M")
+    pa = k.page_allocator
+    while pa.alloc(MAX_PAGE_ORDER):
+        pass
+    before = ([list(fl) for fl in pa.free_area], dict(pa.allocated), pa.free_pages,
+              [bytes(r.data) for r in k.memory.regions()])
+    assert pa.free_pages >= 2  # order-0 blocks remain, none of order 10
+    assert pa.alloc_many([0, 0, MAX_PAGE_ORDER]) is None
+    assert pa.alloc_many([0] * (pa.free_pages + 1)) is None
+    assert before == ([list(fl) for fl in pa.free_area], dict(pa.allocated), pa.free_pages,
+                      [bytes(r.data) for r in k.memory.regions()])
+    twin = Kernel(seed=15, cmdline="mem=128M")
+    while twin.page_allocator.alloc(MAX_PAGE_ORDER):
+        pass
+    orders = [0] * (pa.free_pages // 2)
+    assert pa.alloc_many(orders) == [twin.page_allocator.alloc(o) for o in orders]
+    assert [bytes(r.data) for r in k.memory.regions()] == [
+        bytes(r.data) for r in twin.memory.regions()]

@@ -78,8 +78,8 @@ def build_heap(k: Kernel, n: int, rng: np.random.Generator, *,
     # a binary tree: the parent of the t-th node links to it, unless the link is dropped
     tree = i[i % 3 == 1]
     if len(tree):
-        t = np.arange(len(tree))
-        slot[tree[1:]] = p[tree[(t[1:] - 1) // 2]] + w * (2 + t[1:] % 2).astype(np.uint64)
+        rank = np.arange(len(tree))
+        slot[tree[1:]] = p[tree[(rank[1:] - 1) // 2]] + w * (2 + rank[1:] % 2).astype(np.uint64)
         slot[tree[0]] = tree_root
         linked[tree[1:]] = ~drop[tree[1:]]
         linked[tree[0]] = True

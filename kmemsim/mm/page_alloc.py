@@ -117,6 +117,60 @@ class PageAllocator:
             self.memory.fill(self.pfn_to_virt(pfn), PAGE_SIZE << order, 0)
         return pfn
 
+    def alloc_many(self, orders: list[int]) -> list[int] | None:
+        """``alloc(order)`` for each of *orders* in turn: the head pfns, the same blocks,
+        free lists and bytes as the calls one by one (the ``struct page`` refcounts are
+        written together); ``None``, and nothing done, when one of them would fail.
+
+        Whether they all succeed depends only on how many free blocks each order
+        has, so the splits are first replayed on the counts.
+
+        >>> from kmemsim import Kernel
+        >>> a, b = Kernel(seed=1).page_allocator, Kernel(seed=1).page_allocator
+        >>> a.alloc_many([0, 3, 1]) == [b.alloc(0), b.alloc(3), b.alloc(1)]
+        True
+        >>> a.alloc_many([MAX_PAGE_ORDER] * (a.free_pages >> MAX_PAGE_ORDER) * 2) is None
+        True
+        """
+        count = [len(fl) for fl in self.free_area]
+        free = self.free_pages
+        for order in orders:
+            if not 0 <= order <= MAX_PAGE_ORDER:
+                raise KmemsimValueError(f"order must be 0..{MAX_PAGE_ORDER}, got {order}")
+            free -= 1 << order
+            o = order
+            while o <= MAX_PAGE_ORDER and not count[o]:
+                o += 1
+            if free < 0 or o > MAX_PAGE_ORDER:
+                return None
+            count[o] -= 1
+            for lower in range(order, o):  # the upper halves of the split stay free
+                count[lower] += 1
+        pfns: list[int] = []
+        refs: dict[int, list[int]] = {}  # section -> refcount addresses (one region each)
+        sp = self.arch.struct_page_size
+        ref_offset = REFCOUNT_OFFSET[self.arch.word_size]
+        for order in orders:
+            o = order
+            while not self.free_area[o]:
+                o += 1
+            pfn: int = self.free_area[o].pop(0)
+            while o > order:  # split, keeping the low half
+                o -= 1
+                self.free_area[o].add(pfn + (1 << o))
+            self.allocated[pfn] = order
+            self.free_pages -= 1 << order
+            self._ensure_section(pfn)
+            pfns.append(pfn)
+            ref = self.struct_page(pfn) + ref_offset
+            refs.setdefault(pfn // SECTION_PAGES, []).extend(range(ref, ref + (sp << order), sp))
+        for addrs in refs.values():
+            self.memory.write_each(addrs, (1).to_bytes(4, "little"))
+        if self.init_on_alloc:
+            for pfn, order in zip(pfns, orders, strict=True):
+                self.memory.fill(self.pfn_to_virt(pfn), PAGE_SIZE << order, 0)
+        return pfns
+
     def free(self, pfn: int, order: int) -> None:
         """Return a block; its bytes stay unless ``init_on_free``."""
         if self.allocated.get(pfn) != order:

@@ -51,18 +51,19 @@ Every allocation is registered with kmemleak with the cache's
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Set
 from itertools import repeat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import KernelOops, KmemsimValueError, check_int
+from ..errors import KernelOops, KmemsimFormatError, KmemsimValueError, check_int
 from ..layout import PAGE_SIZE, POISON_END, POISON_FREE, POISON_INUSE
 from ..memory import paused_gc
-from .page_alloc import MAX_PAGE_ORDER, get_order
+from .page_alloc import MAX_PAGE_ORDER, PG_SLAB, SLAB_CACHE_OFFSET, get_order
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -200,15 +201,102 @@ def _hex_rows(data: bytes) -> list[str]:
     return rows
 
 
-@dataclass(slots=True)
-class Slab:
-    """One slab: ``2**order`` pages holding ``objects`` slots."""
+#: ``Slab.state`` values: the slot is on the freelist, handed out, or given up on by SLUB.
+SLOT_FREE, SLOT_ALLOCATED, SLOT_LOST = 0, 1, 2
 
-    base: int
-    pfn: int
-    order: int
-    freelist: list[int]
-    """Free slots; the head (next to be allocated) is the last element."""
+
+class Slab:
+    """One slab: ``2**order`` pages holding ``len(state)`` slots.
+
+    The freelist (LIFO) is kept in two parts, exactly in the kernel's order:
+    at the bottom the slots never handed out, ``fresh`` to the last (the
+    lowest index is taken first, as a new slab's free pointers chain them),
+    and on top :attr:`free`, the slots freed since (the head is the last
+    element).  A freed slot always goes on top, and the never-used ones are
+    taken only when ``free`` is empty, so the two parts are the whole
+    freelist.  :attr:`state` says, per slot, free, allocated or lost (one
+    byte a slot: no Python int per object).
+
+    >>> from kmemsim import Kernel
+    >>> k = Kernel(); c = k.kmem_cache_create("doc_slab", 100)
+    >>> a, b = k.kmem_cache_alloc(c), k.kmem_cache_alloc(c); k.kmem_cache_free(c, a)
+    >>> s = c.slab_of(a)
+    >>> s.fresh, list(s.free) == [a], s.nfree == len(s.state) - 1, bytes(s.state[:3])
+    (2, True, True, b'\\x00\\x01\\x00')
+    """
+
+    __slots__ = ("base", "free", "fresh", "order", "pfn", "state")
+
+    def __init__(self, base: int, pfn: int, order: int, objects: int) -> None:
+        self.base = base
+        self.pfn = pfn
+        self.order = order
+        self.free = array("Q")
+        """Slot addresses freed since the slab was made, head (next to allocate) last."""
+        self.fresh = 0
+        """Index of the first slot never handed out (all from it on are free)."""
+        self.state = bytearray(objects)
+        """Per slot: :data:`SLOT_FREE`, :data:`SLOT_ALLOCATED` or :data:`SLOT_LOST`."""
+
+    @property
+    def nfree(self) -> int:
+        """How many objects are on the freelist."""
+        return len(self.free) + len(self.state) - self.fresh
+
+    def _set_saved_freelist(self, value: list[int]) -> None:
+        # Saves of kmemsim up to 0.x hold ``freelist``, a list of free slots (head last):
+        # kept here until SlabAllocator.upgrade_saved_bookkeeping() rebuilds the slab.
+        self.free = value  # type: ignore[assignment]
+
+    freelist = property(None, _set_saved_freelist,
+                        doc="(assigned only by older saves; see :meth:`KmemCache.freelist_of`)")
+
+    def __repr__(self) -> str:
+        return f"<slab {self.base:#x} order={self.order} free={self.nfree}/{len(self.state)}>"
+
+
+class AllocatedObjects(Set[int]):
+    """``cache.allocated``: a read-only set of the cache's allocated objects, over its slabs.
+
+    Membership finds the object's slab; iteration goes slab by slab (in the
+    order they were made), lowest address first; ``&``, ``|`` and ``-`` give
+    plain sets.
+
+    >>> from kmemsim import Kernel
+    >>> k = Kernel(); c = k.kmem_cache_create("doc_view", 64)
+    >>> a, b = k.kmem_cache_alloc(c), k.kmem_cache_alloc(c)
+    >>> k.kmem_cache_free(c, a)
+    >>> b in c.allocated, a in c.allocated, len(c.allocated), list(c.allocated) == [b]
+    (True, False, 1, True)
+    >>> c.allocated | {a} == {a, b}
+    True
+    """
+
+    __slots__ = ("cache",)
+
+    def __init__(self, cache: KmemCache) -> None:
+        self.cache = cache
+
+    @classmethod
+    def _from_iterable(cls, it: Iterable[Any]) -> set[Any]:
+        return set(it)
+
+    def __contains__(self, obj: object) -> bool:
+        return type(obj) is int and self.cache.is_allocated(obj)
+
+    def __len__(self) -> int:
+        return self.cache.active_objects - len(self.cache.lost)
+
+    def __iter__(self) -> Iterator[int]:
+        c = self.cache
+        first, size = c.red_left_pad, c.size
+        for slab in list(c.slabs.values()):
+            idx = np.flatnonzero(np.frombuffer(slab.state, dtype=np.uint8) == SLOT_ALLOCATED)
+            yield from (np.uint64(slab.base + first)
+                        + idx.astype(np.uint64) * np.uint64(size)).tolist()
+
+    def __repr__(self) -> str:
+        return f"<allocated objects of {self.cache.name}: {len(self)}>"
 
 
 class KmemCache:
@@ -274,7 +362,17 @@ class KmemCache:
         self.partial: list[Slab] = []
         self.cpu_slab: Slab | None = None
         self.active_objects = 0
-        self.allocated: set[int] = set()
+        """Objects handed out and not freed, including those SLUB gave up on (``lost``)."""
+
+    @property
+    def allocated(self) -> AllocatedObjects:
+        """The allocated objects (not the lost ones), as a read-only set."""
+        return AllocatedObjects(self)
+
+    @allocated.setter
+    def allocated(self, value: set[int]) -> None:
+        # Saves of older kmemsim hold a set here; upgrade_saved_bookkeeping() drops it.
+        self.__dict__["_saved_allocated"] = value
 
     def _calculate_order(self, ncpus: int) -> int:
         min_objects = 4 * (ncpus.bit_length() + 1)
@@ -318,42 +416,62 @@ class KmemCache:
         base = pa.pfn_to_virt(pfn)
         pa.mark_slab(pfn, self.order, self.pointer)
         first = base + self.red_left_pad
-        slots = list(range(first, first + self.objects_per_slab * self.size, self.size))
+        slots = range(first, first + self.objects_per_slab * self.size, self.size)
         if self.debug:
             self._setup_debug_slab(base, slots)
         else:
             self._init_slab_bytes(base, slots)
-        slab = Slab(base, pfn, self.order, slots[::-1])
+        slab = Slab(base, pfn, self.order, self.objects_per_slab)
         self.slabs[base] = slab
         self.slab_index[pfn] = self
         return slab
 
-    def _init_slab_bytes(self, base: int, slots: list[int]) -> None:
+    def _init_slab_bytes(self, base: int, slots: range) -> None:
         """Poison every object (``slub_debug=P``) and chain the free pointers, in one write.
 
         The bytes are those of ``_poison`` and ``_set_freepointer`` per object;
         padding between objects keeps its old contents.
         """
-        ws = self.k.arch.word_size
         n, size = len(slots), self.size
         image = bytearray(self.k.memory.read(base, n * size))
-        grid = np.frombuffer(image, dtype=np.uint8).reshape(n, size)
-        if self.flags & SLAB_POISON:
-            grid[:, :self.object_size - 1] = POISON_FREE
-            grid[:, self.object_size - 1] = POISON_END
-        # freelist_ptr_encode(next, obj + offset) for every slot, vectorised: each slot's
-        # free pointer names the next slot (the last one NULL).
-        dtype = np.dtype("<u8" if ws == 8 else "<u4")
-        objs = np.arange(n, dtype=np.uint64) * np.uint64(size) + np.uint64(slots[0])
-        nxt = np.zeros(n, dtype=np.uint64)
-        nxt[:-1] = objs[1:]
-        if self.random:
-            ptr_addr = (objs + np.uint64(self.offset)).astype(dtype)
-            # swab(ptr_addr): the slot address's bytes reversed, as a word of this arch
-            nxt ^= np.uint64(self.random) ^ ptr_addr.byteswap().astype(np.uint64)
-        packed = nxt.astype(dtype).view(np.uint8)
-        grid[:, self.offset:self.offset + ws] = packed.reshape(n, ws)
+        self._poison_image(image, 0)
+        _, values = self._free_pointer_words(np.array([slots[0]], dtype=np.uint64))
+        words = np.frombuffer(image, dtype=values.dtype)
+        ws = values.itemsize
+        words[self.offset // ws::size // ws] = values[0]
+        del words  # (no export outlives the call)
         self.k.memory.write(base, image)
+
+    def _poison_image(self, image: bytearray, start: int) -> None:
+        """``slub_debug=P``: poison the objects of the new slab whose image is in *image*
+        from *start* (its objects, not its tail)."""
+        if not self.flags & SLAB_POISON:
+            return
+        n, size = self.objects_per_slab, self.size
+        grid = np.frombuffer(image, dtype=np.uint8, count=n * size, offset=start).reshape(n, size)
+        grid[:, :self.object_size - 1] = POISON_FREE
+        grid[:, self.object_size - 1] = POISON_END
+        del grid  # (no export outlives the call)
+
+    def _free_pointer_words(self, firsts: np.ndarray[Any, np.dtype[np.uint64]]
+                            ) -> tuple[np.ndarray[Any, np.dtype[np.uint64]], np.ndarray[Any, Any]]:
+        """The free-pointer words of new slabs whose first objects are at *firsts*.
+
+        Returns their addresses and values (machine words), one row per slab:
+        ``freelist_ptr_encode(next, obj + offset)`` for every slot, each naming
+        the next slot (the last one NULL), as :meth:`_set_freepointer` writes them.
+        """
+        ws = self.k.arch.word_size
+        dtype = np.dtype("<u8" if ws == 8 else "<u4")
+        objs = firsts[:, None] + np.arange(self.objects_per_slab,
+                                           dtype=np.uint64)[None, :] * np.uint64(self.size)
+        nxt = np.zeros_like(objs)
+        nxt[:, :-1] = objs[:, 1:]
+        ptr_addr = objs + np.uint64(self.offset)
+        if self.random:
+            # swab(ptr_addr): the slot address's bytes reversed, as a word of this arch
+            nxt ^= np.uint64(self.random) ^ ptr_addr.astype(dtype).byteswap().astype(np.uint64)
+        return ptr_addr, nxt.astype(dtype)
 
     def slab_of(self, addr: int) -> Slab | None:
         span = PAGE_SIZE << self.order
@@ -361,11 +479,67 @@ class KmemCache:
         base -= (base - self.k.arch.page_offset) % span
         return self.slabs.get(base)
 
+    # -- per-slot bookkeeping --------------------------------------------------------
+    def slot_index(self, slab: Slab, obj: int) -> int:
+        """The index of the slot that starts at *obj* in *slab*, or -1 if none does."""
+        rel = obj - slab.base - self.red_left_pad
+        if rel < 0 or rel % self.size:
+            return -1
+        i = rel // self.size
+        return i if i < self.objects_per_slab else -1
+
+    def is_allocated(self, obj: int) -> bool:
+        """*obj* is the start of one of this cache's objects, handed out and not freed
+        (nor given up on by SLUB)."""
+        slab = self.slab_of(obj)
+        if slab is None:
+            return False
+        i = self.slot_index(slab, obj)
+        return i >= 0 and slab.state[i] == SLOT_ALLOCATED
+
+    def is_free(self, slab: Slab, obj: int) -> bool:
+        """*obj* is on *slab*'s freelist (``on_freelist``)."""
+        i = self.slot_index(slab, obj)
+        return i >= 0 and slab.state[i] == SLOT_FREE
+
+    def freelist_head(self, slab: Slab) -> int:
+        """The object the next allocation from *slab* takes (``slab->freelist``), or 0."""
+        if slab.free:
+            return slab.free[-1]
+        if slab.fresh < self.objects_per_slab:
+            return slab.base + self.red_left_pad + slab.fresh * self.size
+        return 0
+
+    def freelist_of(self, slab: Slab) -> list[int]:
+        """*slab*'s freelist as a list, the head (next to be allocated) last.
+
+        >>> from kmemsim import Kernel
+        >>> k = Kernel(); c = k.kmem_cache_create("doc_freelist", 1024)
+        >>> a, b = k.kmem_cache_alloc(c), k.kmem_cache_alloc(c); k.kmem_cache_free(c, a)
+        >>> s = c.slab_of(a); [p - s.base for p in c.freelist_of(s)][-3:]
+        [3072, 2048, 0]
+        """
+        first = slab.base + self.red_left_pad
+        never_used = range(first + (self.objects_per_slab - 1) * self.size,
+                           first + (slab.fresh - 1) * self.size, -self.size)
+        return [*never_used, *slab.free]
+
+    def _take(self, slab: Slab) -> int:
+        """Pop *slab*'s freelist head (the slab has a free object) and mark it allocated."""
+        if slab.free:
+            obj: int = slab.free.pop()
+            slab.state[(obj - slab.base - self.red_left_pad) // self.size] = SLOT_ALLOCATED
+            return obj
+        i = slab.fresh
+        slab.fresh = i + 1
+        slab.state[i] = SLOT_ALLOCATED
+        return slab.base + self.red_left_pad + i * self.size
+
     # -- slub_debug: red zones, tracks, checks and SLUB's report ----------------
     def _fmt(self, addr: int) -> str:
         return self.k.arch.fmt_addr(addr)
 
-    def _setup_debug_slab(self, base: int, slots: list[int]) -> None:
+    def _setup_debug_slab(self, base: int, slots: range) -> None:
         """``setup_slab_debug`` (``0x5a`` everywhere under ``P``), then each object's
         red zones and poison (``init_object``), zeroed tracks, the free pointers."""
         mem = self.k.memory
@@ -454,8 +628,8 @@ class KmemCache:
 
     def _print_slab_info(self, slab: Slab) -> None:
         page = self.k.page_allocator.struct_page(slab.pfn)
-        used = self.objects_per_slab - len(slab.freelist)
-        fp = slab.freelist[-1] if slab.freelist else 0
+        used = self.objects_per_slab - slab.nfree
+        fp = self.freelist_head(slab)
         flags = "0x100000000000040(head|node=0|zone=1)" if slab.order else \
             "0x100000000000000(node=0|zone=1)"
         self.k.printk(f"Slab 0x{self._fmt(page)} objects={self.objects_per_slab} used={used} "
@@ -591,7 +765,7 @@ class KmemCache:
         if not self.check_valid_pointer(slab, obj):
             self.slab_err(slab, f"Invalid object pointer 0x{self._fmt(obj)}", frames)
             return False
-        if obj in slab.freelist:
+        if self.is_free(slab, obj):
             self.object_err(slab, obj, "Object already free", frames)
             return False
         return self.check_object(slab, obj, SLUB_RED_ACTIVE, frames)
@@ -599,9 +773,13 @@ class KmemCache:
     def _mark_all_used(self, slab: Slab) -> None:
         """``alloc_debug_processing`` failed: SLUB gives up the slab's free objects."""
         self.slab_fix("Marking all objects used")
-        self.lost.update(slab.freelist)
-        self.active_objects += len(slab.freelist)
-        slab.freelist.clear()
+        free = self.freelist_of(slab)
+        self.lost.update(free)
+        self.active_objects += len(free)
+        for obj in free:
+            slab.state[self.slot_index(slab, obj)] = SLOT_LOST
+        slab.free = array("Q")
+        slab.fresh = self.objects_per_slab
         if slab in self.partial:
             self.partial.remove(slab)
 
@@ -612,20 +790,20 @@ class KmemCache:
         """
         while True:
             slab = self.cpu_slab
-            if slab is None or not slab.freelist:
+            if slab is None or not (slab.free or slab.fresh < self.objects_per_slab):
                 slab = self.partial.pop(0) if self.partial else self._new_slab()
                 if slab is None:
                     return 0
                 self.cpu_slab = slab
-            obj = slab.freelist.pop()
+            obj = self._take(slab)
             if self.flags & SLAB_CONSISTENCY_CHECKS and not self.check_object(
                     slab, obj, SLUB_RED_INACTIVE, ("alloc_debug_processing", "___slab_alloc")):
+                slab.state[self.slot_index(slab, obj)] = SLOT_LOST
                 self.lost.add(obj)
                 self.active_objects += 1
                 self._mark_all_used(slab)
                 continue
             break
-        self.allocated.add(obj)
         self.active_objects += 1
         if self.debug:
             if self.keeps_orig_size:
@@ -645,7 +823,10 @@ class KmemCache:
         """Push *obj* back on its slab's freelist (poisoning it under ``slub_debug=P``)."""
         slab = self.slab_of(obj)
         assert slab is not None
-        self.allocated.discard(obj)
+        i = self.slot_index(slab, obj)
+        assert i >= 0, hex(obj)
+        assert slab.state[i] != SLOT_FREE, hex(obj)
+        slab.state[i] = SLOT_FREE
         self.lost.discard(obj)
         self.active_objects -= 1
         if self.debug:
@@ -654,12 +835,12 @@ class KmemCache:
             self._init_object(obj, SLUB_RED_INACTIVE)
         elif self.flags & SLAB_POISON:
             self._poison(obj)
-        self._set_freepointer(obj, slab.freelist[-1] if slab.freelist else 0)
-        was_full = not slab.freelist
-        slab.freelist.append(obj)
+        self._set_freepointer(obj, self.freelist_head(slab))
+        was_full = not slab.nfree
+        slab.free.append(obj)
         if was_full and slab is not self.cpu_slab:
             self.partial.append(slab)
-        if len(slab.freelist) == self.objects_per_slab and slab is not self.cpu_slab:
+        if slab.nfree == self.objects_per_slab and slab is not self.cpu_slab:
             # An empty slab goes back to the page allocator (min_partial 0 here).
             if slab in self.partial:
                 self.partial.remove(slab)
@@ -697,15 +878,73 @@ class SlabAllocator:
         """Assert each cache's bookkeeping (what ``validate_slab_cache`` counts).
 
         Every slot of every slab is free (on its slab's freelist), allocated, or
-        given up on by SLUB (:attr:`KmemCache.lost`), exactly once.
+        given up on by SLUB (:attr:`KmemCache.lost`), exactly once: the
+        freelist holds each free slot once and nothing else, and the per-slot
+        states agree with it, with :attr:`KmemCache.lost` and with
+        :attr:`KmemCache.active_objects`.
         """
         for cache in self.caches.values():
+            n, used, lost = cache.objects_per_slab, 0, []
+            for base, slab in cache.slabs.items():
+                assert slab.base == base, (cache, slab)
+                assert len(slab.state) == n, (cache, slab)
+                assert 0 <= slab.fresh <= n, (cache, slab)
+                state = np.frombuffer(slab.state, dtype=np.uint8)
+                assert bool((state <= SLOT_LOST).all()), (cache, slab)
+                idx = [cache.slot_index(slab, obj) for obj in slab.free]
+                assert all(0 <= i < slab.fresh for i in idx), (cache, slab)
+                free = np.zeros(n, dtype=bool)
+                free[idx] = True
+                free[slab.fresh:] = True
+                assert int(free.sum()) == slab.nfree, (cache, slab)  # no slot twice
+                assert bool(((state == SLOT_FREE) == free).all()), (cache, slab)
+                used += n - slab.nfree
+                first = slab.base + cache.red_left_pad
+                lost += [first + int(i) * cache.size for i in np.flatnonzero(state == SLOT_LOST)]
+            assert used == cache.active_objects, cache
+            assert set(lost) == cache.lost, cache
+            assert len(lost) == len(cache.lost), cache
             assert cache.active_objects == len(cache.allocated) + len(cache.lost), cache
-            free = sum(len(s.freelist) for s in cache.slabs.values())
-            assert free + cache.active_objects == cache.total_objects, cache
-            assert not cache.allocated & cache.lost, cache
-            for obj in cache.allocated | cache.lost:
+            for obj in [*cache.allocated, *cache.lost]:
                 assert self.cache_of(obj) is cache, (cache, hex(obj))
+            assert cache.cpu_slab is None or cache.slabs.get(cache.cpu_slab.base) is \
+                cache.cpu_slab, cache
+            for slab in cache.partial:
+                assert slab is not cache.cpu_slab, (cache, slab)
+                assert slab.nfree > 0, (cache, slab)
+                assert cache.slabs.get(slab.base) is slab, (cache, slab)
+
+    def upgrade_saved_bookkeeping(self) -> None:
+        """Rebuild the per-slot states of a kernel restored from an older save.
+
+        Saves written before :class:`Slab` kept one byte a slot hold each
+        slab's freelist as a list and ``cache.allocated`` as a set; the
+        freelist becomes :attr:`Slab.free` (its order kept), and every slot
+        not on it is allocated, or lost when :attr:`KmemCache.lost` holds it.
+        A kernel that needs nothing of this is left as it is.
+        """
+        for cache in {id(c): c for c in [*self.caches.values(),
+                                          *self.kmalloc_caches.values()]}.values():
+            saved = cache.__dict__.pop("_saved_allocated", None)
+            n = cache.objects_per_slab
+            for slab in cache.slabs.values():
+                if not isinstance(slab.free, list):
+                    continue
+                freelist = slab.free
+                slab.fresh = n
+                slab.state = bytearray([SLOT_ALLOCATED]) * n
+                lost = [obj for obj in cache.lost if cache.slab_of(obj) is slab]
+                for objs, value in ((freelist, SLOT_FREE), (lost, SLOT_LOST)):
+                    for obj in objs:
+                        i = cache.slot_index(slab, obj) if type(obj) is int else -1
+                        if i < 0 or slab.state[i] != SLOT_ALLOCATED:
+                            raise KmemsimFormatError(f"a saved slab of {cache.name} lists "
+                                                     f"{obj!r} twice or not at a slot")
+                        slab.state[i] = value
+                slab.free = array("Q", freelist)
+            if saved is not None and (not isinstance(saved, set) or set(cache.allocated) != saved):
+                raise KmemsimFormatError(f"the saved objects of {cache.name} do not match "
+                                         "its slabs' freelists")
 
     def kmem_cache_flags(self, name: str, flags: int) -> int:
         """``kmem_cache_flags``: the debug flags of the cache called *name*.
@@ -767,10 +1006,10 @@ class SlabAllocator:
                 # free_debug_processing failed: SLUB keeps the object (it is not freed),
                 # the program has let go of it.
                 cache.slab_fix(f"Object at 0x{self.k.arch.fmt_addr(obj)} not freed")
-                if obj in cache.allocated:
+                if cache.is_allocated(obj):
                     self.k.truth.on_free(obj)
                 return
-        elif obj not in cache.allocated:
+        elif not cache.is_allocated(obj):
             raise self._bug(cache, obj, caller)
         self.k.truth.on_free(obj)
         if self.k.page_allocator.init_on_free:
@@ -779,7 +1018,7 @@ class SlabAllocator:
 
     def _bug(self, cache: KmemCache, obj: int, caller: str) -> KernelOops:
         slab = cache.slab_of(obj)
-        if slab is not None and obj in slab.freelist:
+        if slab is not None and cache.is_free(slab, obj):
             what = "Object already free"
         else:
             what = "Invalid object pointer"
@@ -855,18 +1094,197 @@ class SlabAllocator:
 
 # -- bulk allocation (kept at the end of the file) ------------------------------------------
 
+def _take_many(cache: KmemCache, slab: Slab, t: int) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    """``_take`` *t* times from *slab* (which has that many free): the objects, in order."""
+    first, size = slab.base + cache.red_left_pad, cache.size
+    parts = []
+    popped = min(t, len(slab.free))
+    if popped:
+        cut = len(slab.free) - popped
+        objs = np.frombuffer(slab.free[cut:], dtype=np.uint64)[::-1]  # the head first
+        del slab.free[cut:]
+        state = np.frombuffer(slab.state, dtype=np.uint8)
+        state[(objs - np.uint64(first)) // np.uint64(size)] = SLOT_ALLOCATED
+        del state
+        parts.append(objs)
+    rest = t - popped
+    if rest:
+        f = slab.fresh
+        slab.state[f:f + rest] = bytes([SLOT_ALLOCATED]) * rest
+        slab.fresh = f + rest
+        parts.append(np.uint64(first) + np.arange(f, f + rest, dtype=np.uint64) * np.uint64(size))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+#: New slabs initialised together by a bulk allocation (their free-pointer words and
+#: byte images at once), and the most bytes read and written at once.
+_BULK_SLABS = 1024
+_BULK_RUN_BYTES = 1 << 20
+
+
+def _init_slabs_bytes(k: Kernel, group: list[tuple[Slab, KmemCache]]) -> None:
+    """``_init_slab_bytes`` of the new slabs *group* (in address order, of any caches).
+
+    The slabs' bytes are read and written in runs of adjacent slabs (a run breaks
+    after a slab whose objects do not fill its pages, whose tail ``_new_slab``
+    leaves unwritten): the same bytes, written as few times as can be.
+    """
+    mem, ws = k.memory, k.arch.word_size
+    # Free-pointer words of every slab, cache by cache, then sorted by address.
+    by_cache: dict[KmemCache, list[Slab]] = {}
+    for s, c in group:
+        by_cache.setdefault(c, []).append(s)
+    addrs, values = [], []
+    for c, slabs in by_cache.items():
+        a, v = c._free_pointer_words(
+            np.array([s.base + c.red_left_pad for s in slabs], dtype=np.uint64))
+        addrs.append(a.ravel())
+        values.append(v.ravel())
+    addr = np.concatenate(addrs)
+    value = np.concatenate(values)
+    by_addr = np.argsort(addr, kind="stable")
+    addr, value = addr[by_addr], value[by_addr]
+    runs: list[list[tuple[Slab, KmemCache]]] = []
+    end = -1
+    for s, c in group:
+        used = c.objects_per_slab * c.size
+        if runs and s.base == end and s.base + used - runs[-1][0][0].base <= _BULK_RUN_BYTES:
+            runs[-1].append((s, c))
+        else:
+            runs.append([(s, c)])
+        # a slab whose objects leave a tail ends its run (its tail is not written)
+        end = s.base + used if used == PAGE_SIZE << c.order else -1
+    for run in runs:
+        start = run[0][0].base
+        last, lc = run[-1]
+        stop = last.base + lc.objects_per_slab * lc.size
+        image = bytearray(mem.read(start, stop - start))
+        for s, c in run:
+            c._poison_image(image, s.base - start)
+        lo, hi = np.searchsorted(addr, [start, stop])
+        words = np.frombuffer(image, dtype=value.dtype)
+        words[((addr[lo:hi] - np.uint64(start)) // np.uint64(ws)).astype(np.intp)] = value[lo:hi]
+        del words
+        mem.write(start, image)
+
+
+def _new_slabs_bulk(k: Kernel, made: list[tuple[KmemCache, int]]) -> list[Slab]:
+    """Initialise the new slabs *made* (``(cache, head pfn)``, in the order their pages
+    were allocated) as ``_new_slab`` would one by one: ``PG_slab`` and the cache in
+    each head ``struct page``, the objects poisoned (``slub_debug=P``) and their free
+    pointers chained, then each slab registered with its cache.  Returns the slabs.
+    """
+    pa, mem = k.page_allocator, k.memory
+    ws = k.arch.word_size
+    if SLAB_CACHE_OFFSET[ws] == ws:  # mark_slab: flags then slab_cache, two words a slab
+        heads = [pa.struct_page(pfn) for _, pfn in made]
+        mem.write_words([a + d for a in heads for d in (0, ws)],
+                        [v for c, _ in made for v in (PG_SLAB, c.pointer)])
+    else:  # pragma: no cover - every layout has slab_cache right after the flags
+        for c, pfn in made:
+            pa.mark_slab(pfn, c.order, c.pointer)
+    slabs = [Slab(pa.pfn_to_virt(pfn), pfn, c.order, c.objects_per_slab) for c, pfn in made]
+    by_base = sorted(zip(slabs, [c for c, _ in made], strict=True), key=lambda sc: sc[0].base)
+    # (a chunk of slabs at a time: the numpy arrays and byte images stay small)
+    for i in range(0, len(by_base), _BULK_SLABS):
+        _init_slabs_bytes(k, by_base[i:i + _BULK_SLABS])
+    for (c, pfn), s in zip(made, slabs, strict=True):
+        c.slabs[s.base] = s
+        c.slab_index[pfn] = c
+    return slabs
+
+
+def _alloc_bulk(slab: SlabAllocator, caches: list[KmemCache],
+                per_cache: Counter[KmemCache]) -> list[int] | None:
+    """The objects ``alloc_object`` gives *caches* one by one, taken cache by cache.
+
+    The slabs the batch needs are made first, their pages allocated in the
+    order the one-by-one calls would allocate them; ``None`` (and nothing
+    done) when the buddy allocator could not serve them all.
+    """
+    pa = slab.k.page_allocator
+    distinct = list(per_cache)
+    index = {c: i for i, c in enumerate(distinct)}
+    cid = np.fromiter(map(index.__getitem__, caches), dtype=np.intp, count=len(caches))
+    # the requests of each cache, in order
+    positions = np.split(np.argsort(cid, kind="stable"),
+                         np.cumsum([per_cache[c] for c in distinct])[:-1].tolist())
+    # When each cache runs out of free objects (its CPU slab, then its partial slabs)
+    # and makes a slab: (request position, cache) in request order.
+    events: list[tuple[int, int]] = []
+    for i, c in enumerate(distinct):
+        cpu = c.cpu_slab
+        have = (cpu.nfree if cpu is not None else 0) + sum(s.nfree for s in c.partial)
+        pos = positions[i]
+        events += [(p, i) for p in pos[have::c.objects_per_slab].tolist()]
+    events.sort()
+    pfns = pa.alloc_many([distinct[i].order for _, i in events])
+    if pfns is None:
+        return None
+    new: list[list[Slab]] = [[] for _ in distinct]
+    if pfns:
+        made = _new_slabs_bulk(slab.k, [(distinct[i], pfn)
+                                        for (_, i), pfn in zip(events, pfns, strict=True)])
+        for (_, i), s in zip(events, made, strict=True):
+            new[i].append(s)
+    out = np.empty(len(caches), dtype=np.uint64)
+    for i, c in enumerate(distinct):
+        left = per_cache[c]
+        cur = c.cpu_slab
+        parts = []
+        # the slabs the cache has: its CPU slab, then its partial slabs in order
+        while left and (c.partial or (cur is not None and cur.nfree)):
+            if cur is None or not cur.nfree:
+                cur = c.cpu_slab = c.partial.pop(0)
+            t = min(left, cur.nfree)
+            parts.append(_take_many(c, cur, t))
+            left -= t
+        if left:  # then the new ones, in the order they were made: never-used slots only
+            made_c = new[i]
+            n = c.objects_per_slab
+            firsts = np.array([s.base + c.red_left_pad for s in made_c], dtype=np.uint64)
+            parts.append((firsts[:, None] + np.arange(n, dtype=np.uint64)[None, :]
+                          * np.uint64(c.size)).ravel()[:left])
+            full = bytes([SLOT_ALLOCATED]) * n
+            for s in made_c[:-1]:
+                s.state[:] = full
+                s.fresh = n
+            last = left - n * (len(made_c) - 1)
+            made_c[-1].state[:last] = bytes([SLOT_ALLOCATED]) * last
+            made_c[-1].fresh = last
+            c.cpu_slab = made_c[-1]
+        out[positions[i]] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        c.active_objects += per_cache[c]
+    objs: list[int] = out.tolist()
+    # (free pointers of objects taken, cleared together: no other allocation touches them)
+    init_on_free = pa.init_on_free
+    wipe_offset = np.array([c.offset if c.flags & SLAB_POISON or init_on_free else -1
+                            for c in distinct], dtype=np.int64)[cid]
+    wiped = wipe_offset >= 0
+    if wiped.any():
+        slab.k.memory.write_words((out[wiped] + wipe_offset[wiped].astype(np.uint64)).tolist(),
+                                  [0] * int(wiped.sum()))
+    return objs
+
+
 def slab_alloc_bulk(slab: SlabAllocator, requests: list[tuple[KmemCache, int]], *,
                     zero: bool) -> list[int]:
     """``slab_alloc(cache, size_for_init)`` for each ``(cache, size_for_init)``, in order.
 
-    The objects, their addresses and bytes, the kmemleak records (serials,
-    traces) and the ground truth are exactly those of the one-by-one calls; the
-    kmemleak tree and the truth index are updated in one batch.  When memory is
-    short enough that an allocation might fail (and so warn between two
-    others), or a cache has ``slub_debug`` checks (which may report between
-    two allocations), it makes the one-by-one calls instead.  The caller
-    supplies the kernel frames of the trace.  Runtime complexity:
-    ``O(m log(n + m))``.
+    The objects, their addresses and bytes, the page allocator's state, the
+    kmemleak records (serials, traces) and the ground truth are exactly those
+    of the one-by-one calls; the new slabs, the kmemleak tree and the truth
+    index are made and updated in batches.  When memory is short enough that
+    an allocation might fail (and so warn between two others), or a cache has
+    ``slub_debug`` checks (which may report between two allocations), it
+    makes the one-by-one calls instead.  The caller supplies the kernel
+    frames of the trace.  Runtime complexity: ``O(m log(n + m))``.
+
+    >>> from kmemsim import Kernel
+    >>> k = Kernel(seed=1); c = k.kmem_cache_create("doc_bulk", 2000)
+    >>> n = c.objects_per_slab; objs = slab_alloc_bulk(k.slab, [(c, 2000)] * (n + 1), zero=False)
+    >>> len(c.slabs), objs[:n] == list(range(objs[0], objs[0] + n * c.size, c.size))
+    (2, True)
     """
     k = slab.k
     caches = [c for c, _ in requests]
@@ -878,28 +1296,13 @@ def slab_alloc_bulk(slab: SlabAllocator, requests: list[tuple[KmemCache, int]], 
     pages += len(caches) // 16 + 1
     if k.page_allocator.free_pages < pages + pages // 4 + 64 or any(c.debug for c in per_cache):
         return [slab.slab_alloc(c, init, zero=zero) for c, init in requests]
-    objs: list[int] = []
-    append = objs.append
-    wipe: list[int] = []  # free-pointer words to clear, written together after the loop
-    init_on_free = k.page_allocator.init_on_free
-    # Records per object (slab bookkeeping, kmemleak objects, truth blocks), none of
-    # them cyclic: no garbage collection is needed while they are made.
+    # Records per object (kmemleak objects, truth blocks), none of them cyclic: no
+    # garbage collection is needed while they are made.
     with paused_gc():
-        for c, init in requests:
-            # alloc_object inlined for a cache without debugging (checked above) whose
-            # CPU slab has a free object; anything else (a new slab) goes through it.
-            slab_ = c.cpu_slab
-            if slab_ is None or not slab_.freelist:
-                append(c.alloc_object(init))
-                continue
-            obj = slab_.freelist.pop()
-            c.allocated.add(obj)
-            c.active_objects += 1
-            if c.flags & SLAB_POISON or init_on_free:
-                # (written after the loop: no other allocation of the batch touches it)
-                wipe.append(obj + c.offset)
-            append(obj)
-        k.memory.write_words(wipe, [0] * len(wipe))
+        got = _alloc_bulk(slab, caches, per_cache) if requests else []
+        if got is None:
+            return [slab.slab_alloc(c, init, zero=zero) for c, init in requests]
+        objs = got
         if zero or k.page_allocator.init_on_alloc:
             for obj, (_, init) in zip(objs, requests, strict=True):
                 k.memory.fill(obj, init, 0)
