@@ -74,11 +74,13 @@ if TYPE_CHECKING:
 #: The ``format`` field of every save's header.
 FORMAT_NAME = "kmemsim-save"
 #: The format version this code writes; it reads versions ``OLDEST_READABLE`` to this one.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: Version 1 saved each ``kmemleak_object`` as an object of its own; version 2 saves
 #: kmemleak's column store, so version 1 files cannot be restored.  Version 3 adds
 #: lazily zeroed regions (``anonmap``, only their non-zero pages); version 2 files,
-#: whose regions are all ``bytearray``s, load as they are.
+#: whose regions are all ``bytearray``s, load as they are.  Version 4 adds the write
+#: and checksum dates, 32-bit kmemleak columns and SLUB's per-slot states; older files
+#: load undated, with 64-bit columns, their slabs rebuilt (``upgrade_saved_bookkeeping``).
 OLDEST_READABLE = 2
 #: ``anonmap`` entries save their non-zero runs of pages of this many bytes.
 ANONMAP_PAGE = 4096
