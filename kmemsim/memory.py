@@ -377,13 +377,15 @@ class AddressSpace:
             raise KmemsimValueError(f"value {value:#x} does not fit in a {bits}-bit word")
         self.write(addr, (value & self.arch.word_mask).to_bytes(self._ws, "little"))
 
-    def write_words(self, addrs: Sequence[int], values: Sequence[int]) -> None:
+    def write_words(self, addrs: Sequence[int], values: Sequence[int] | npt.NDArray[np.integer]
+                    ) -> None:
         """``write_word(addrs[i], values[i])`` for each *i*, in order, one numpy store per region.
 
         Every address must be word-aligned, distinct and mapped, and every value
         an unsigned word; otherwise nothing is written and :class:`KmemsimValueError`
         says which (callers that want a fault at the first bad address write one
-        by one).  The write hook hears of each word, in order.
+        by one).  The write hook hears of each word, in order.  *values* may be a
+        numpy array of integers (no Python int per value).
 
         >>> from kmemsim.layout import arch_by_name
         >>> m = AddressSpace(arch_by_name("x86_64")); _ = m.map(0x1000, 64, "r")
@@ -395,6 +397,11 @@ class AddressSpace:
             raise KmemsimValueError("addrs and values differ in length")
         if not len(addrs):
             return
+        if isinstance(values, np.ndarray) and (
+                values.dtype.kind not in "iu" or (values.dtype.kind == "i" and
+                                                  bool((values < 0).any()))):
+            # (numpy would wrap a negative value where a Python int overflows)
+            raise KmemsimValueError("values must be unsigned machine words")
         try:
             a = np.array(addrs, dtype=np.uint64)
             v = np.array(values, dtype=np.uint64)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -188,10 +189,14 @@ def test_write_words_refuses_bad_batches_and_writes_nothing() -> None:
     before = k.memory.read(p, 64)
     for addrs, values, match in (([p, p], [1, 2], "distinct"), ([p + 1], [1], "aligned"),
                                  ([p, 0x10], [1, 2], "mapped"), ([p], [-1], "unsigned"),
-                                 ([p], [1, 2], "length")):
+                                 ([p], [1, 2], "length"),
+                                 ([p], np.array([-1]), "unsigned"),
+                                 ([p], np.array([1.5]), "unsigned")):
         with pytest.raises(KmemsimValueError, match=match):
             k.memory.write_words(addrs, values)
         assert k.memory.read(p, 64) == before
+    k.memory.write_words([p, p + 8], np.array([3, 1 << 63], dtype=np.uint64))  # no ints needed
+    assert (k.memory.read_word(p), k.memory.read_word(p + 8)) == (3, 1 << 63)
 
 
 def test_kmemleak_alloc_bulk_registers_as_one_by_one_and_checks_its_arguments() -> None:

@@ -62,7 +62,7 @@ def build_heap(k: Kernel, n: int, rng: np.random.Generator, *,
     if not all(objs):
         raise KmemsimValueError(f"out of simulated memory after {objs.index(0)} of {n} objects: "
                                 f"boot with a larger mem= (now {k.ram_bytes >> 20}M)")
-    k.memory.write_words(objs, data.tolist())
+    k.memory.write_words(objs, data)
     # Each object's link, as one batch in object order (the buckets' heads last), worked
     # out with numpy: the same stores, in the same order, as walking the objects.
     p = np.array(objs, dtype=np.uint64)
