@@ -118,9 +118,9 @@ def test_compact_indexes_agree_with_the_edges_and_survive_a_save() -> None:
     # all three forms of an entry occur, an int, a tuple and a set.
     k.store(objs[6] + 2 * ws, objs[4])
     k.store(objs[6] + 3 * ws, objs[3])
-    assert any(isinstance(e, int) for e in t._by_target.values())
-    assert any(isinstance(e, tuple) and len(e) == 2 for e in t._by_holder.values())
-    roots = t._by_holder[None]
+    assert any(isinstance(e, int) for e in t._rec_by_target.values())
+    assert any(isinstance(e, tuple) and len(e) == 2 for e in t._rec_by_holder.values())
+    roots = t._rec_by_holder[None]
     assert isinstance(roots, set)
     assert len(roots) > 8
     # Reference indexes, built from the edge table the long way.
@@ -149,7 +149,7 @@ def test_compact_indexes_agree_with_the_edges_and_survive_a_save() -> None:
         kern.kfree(objs[5])
         kern.truth._check()
     assert _truth_state(k2) == _truth_state(k)
-    assert sorted(_slots(k.truth._by_holder.get(None))) == sorted(
+    assert sorted(_slots(k.truth._rec_by_holder.get(None))) == sorted(
         s for s, e in k.truth.edges.items() if e.holder is None)
 
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from kmemsim import Kernel
 from kmemsim.truth import judge
 from kmemsim.truth.encodings import Xor
-from kmemsim.truth.model import _COMPACT_MIN, EdgeTable, Truth
+from kmemsim.truth.model import _COMPACT_MIN, EdgeTable, Truth, _slots
 
 NOBJ = 12
 OBJ_WORDS = 8
@@ -153,14 +153,18 @@ def test_rows_are_used_and_materialise_fresh_equal_records() -> None:
     slots = [p.objs[i] for i in range(4)]
     p.k.store_many(slots, [p.objs[i + 4] for i in range(4)])
     t = p.k.truth
-    assert all(type(t.edges._d[s]) is int for s in slots)  # kept as rows, no record
+    assert all(t.edges.is_row(s) and s not in t.edges._rec for s in slots)  # rows, no record
+    assert t.edges.rows_between(min(slots), max(slots) + 1) == sorted(slots)
+    # no slot index entry either: the runs answer for the rows
+    assert all(s not in _slots(t._rec_by_holder.get(p.objs[i])) for i, s in enumerate(slots))
     e = t.edges[slots[0]]
     assert e == t.edges[slots[0]]
     assert e is not t.edges[slots[0]]
     assert e.pieces == ((slots[0], p.objs[4].to_bytes(8, "little")),)
     assert (e.holder, e.root, e.target_base) == (p.objs[0], None, p.objs[4])
     p.k.store_many([p.static], [p.objs[1]])  # a root slot: kept as a record
-    assert t.edges._d[p.static] == t.edges[p.static]
+    assert t.edges._rec[p.static] == t.edges[p.static]
+    assert not t.edges.is_row(p.static)
     assert t.edges[p.static].root == "kernel static"
 
 
@@ -180,8 +184,8 @@ def test_dead_rows_are_merged_and_compacted_and_reads_stay_equal() -> None:
         k.sleep(0.001)
         twin.sleep(0.001)
     table = k.truth.edges
-    assert table._stored <= 4 * len(slots)  # superseded rows merged away
-    assert len(table._runs) <= 3
+    assert table._nstored <= 4 * len(slots)  # superseded rows merged away
+    assert len(table._rows) <= 3
     assert views(k.truth) == views(twin.truth)
     # Many rows, then most of them end with their holders: the runs compact.
     holders = objs[1024:n]
@@ -191,9 +195,9 @@ def test_dead_rows_are_merged_and_compacted_and_reads_stay_equal() -> None:
     for p in holders[: _COMPACT_MIN + 1024]:
         k.kfree(p)
         twin.kfree(p)
-    assert table._stored < n // 2  # compacted at least once
-    assert table._stored == sum(len(run[0]) for run in table._runs)
-    assert len(table._kinds) < 8  # and only the kinds still in use are kept
+    assert table._nstored < n // 2  # compacted at least once
+    assert table._nstored == sum(len(run) for run in table._rows)
+    assert len(table._kind_list) < 8  # and only the kinds still in use are kept
     k.truth._check()
     assert views(k.truth) == views(twin.truth)
 

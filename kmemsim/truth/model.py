@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections import deque
 from collections.abc import (
     Callable,
     ItemsView,
@@ -54,10 +53,9 @@ if TYPE_CHECKING:
 #: The longest piece a built-in encoding writes (one word); user encodings may write longer
 #: ones, and :class:`Truth` widens its overlap search to the longest piece it has seen.
 _MAX_PIECE = 8
-#: Bulk stores handle their edges this many at a time (the per-edge lists stay small).
-_CHUNK = 1 << 16
 
-#: One entry of the slot indexes (``Truth._by_target``, ``Truth._by_holder``): most blocks
+#: One entry of the record slot indexes (``Truth._rec_by_target``, ``Truth._rec_by_holder``;
+#: row edges are found through the edge table's runs instead): most blocks
 #: are the target (and the holder) of one or two edges, so a lone slot is kept as the int
 #: itself, a few as a tuple, and a ``set`` only beyond that (a set costs over 200 bytes).
 #: Every reader sorts the slots, so the container's order never shows.
@@ -177,55 +175,125 @@ _EDGE_SETTERS = tuple(getattr(Edge, f).__set__ for f in (
 _T = TypeVar("_T")
 #: Row runs are compacted once this many of their rows are dead (and over half of them).
 _COMPACT_MIN = 1 << 16
-#: A range this many words long or shorter finds its row edges by looking each word up.
-_PROBE_WORDS = 32
-_U64_MAX = (1 << 64) - 1
 _WORD_MASK = {n: (1 << (8 * n)) - 1 for n in (1, 2, 4, 8, 16)}  # by word size (row edges are words)
-#: One run of rows, sorted by slot: (slots, targets, holders, kinds).
-Run = tuple[array, array, array, array]  # type: ignore[type-arg]
+_U64 = np.uint64
+#: The attributes of an edge table as saved before rows had columns of their own (and
+#: a dict entry each): a table loaded with them is converted on first use.
+_OLD_TABLE = ("_d", "_ws", "_runs", "_new", "_kinds", "_live", "_stored")
+
+NpArray = np.ndarray[tuple[int], np.dtype[Any]]
 
 
-def _np_col(col: array) -> np.ndarray[tuple[int], np.dtype[Any]]:  # type: ignore[type-arg]
-    """A run column as a numpy array (a view of its buffer: release it before resizing)."""
-    return np.frombuffer(col, dtype=np.uint32 if col.typecode == "I" else np.uint64)
+def _np_col(col: array | bytearray) -> NpArray:  # type: ignore[type-arg]
+    """A column as a numpy array (a view of its buffer: columns are never resized)."""
+    if type(col) is bytearray:
+        return np.frombuffer(col, dtype=np.uint8)
+    return np.frombuffer(col, dtype={"I": np.uint32, "Q": np.uint64}[col.typecode])  # type: ignore[union-attr]
 
 
-def _take(col: array, idx: np.ndarray[tuple[int], np.dtype[Any]]) -> array:  # type: ignore[type-arg]
-    """``col[idx]`` as a new column (one numpy copy, one array copy: a column at a time
-    keeps the peak of a merge low)."""
-    out = array(col.typecode)
-    out.frombytes(memoryview(_np_col(col)[idx]).cast("B"))
+def _col(a: NpArray, typecode: str) -> array:  # type: ignore[type-arg]
+    """*a* as a new ``array`` column of *typecode* (``I``: uint32, ``Q``: uint64)."""
+    out = array(typecode)
+    c = np.ascontiguousarray(a, dtype=np.uint32 if typecode == "I" else np.uint64)
+    out.frombytes(c.data.cast("B"))
     return out
 
 
-def _no_edge(slot: int, target_base: int) -> None:
-    """``reachable_blocks(edges=False)``: a reached block's parent is not recorded."""
+def _perm(keys: NpArray) -> array:  # type: ignore[type-arg]
+    """The stable sorting permutation of *keys* as a column (uint32 where it fits)."""
+    order = np.argsort(keys, kind="stable")
+    return _col(order, "I" if len(keys) < 1 << 32 else "Q")
+
+
+class _Run:
+    """Rows sorted by slot, each with a liveness byte, and the orders by target and by holder.
+
+    Columns are ``array``s (cheap to index one item from Python, numpy views
+    for batches): ``slots``, ``targets``, ``tbases`` (target block bases),
+    ``holders``, ``seqs`` (uint64), ``kinds`` (uint32), ``live`` (a
+    ``bytearray``: a row ends by clearing its byte), ``by_target`` and
+    ``by_holder`` (row indexes sorted by target base or holder, then slot).
+    A run never changes but for its live bytes; merging makes a new one.
+    """
+
+    __slots__ = ("by_holder", "by_target", "holders", "kinds", "live", "seqs", "slots",
+                 "targets", "tbases")
+
+    def __init__(self, cols: list[NpArray], order: NpArray) -> None:
+        """A run of the rows given as numpy columns (slots, targets, target bases, holders,
+        kinds, insertion numbers), put in *order* (by slot; slots distinct).  *cols* is
+        emptied a column at a time as each is copied: a lower peak for a big batch."""
+        out = []
+        for code in "QQQQIQ":
+            c = cols.pop(0)
+            out.append(_col(c[order], code))
+            del c
+        self.slots, self.targets, self.tbases, self.holders, self.kinds, self.seqs = out
+        self.live = bytearray(b"\x01") * len(self.slots)
+        self.by_target = _perm(_np_col(self.tbases))
+        self.by_holder = _perm(_np_col(self.holders))
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def find(self, slot: int) -> int:
+        """The index of the live row of *slot* here, or -1."""
+        s = self.slots
+        i = bisect_left(s, slot)
+        return i if i < len(s) and s[i] == slot and self.live[i] else -1
+
+    def live_index(self) -> NpArray:
+        """The indexes of the live rows, ascending (so by slot)."""
+        return np.flatnonzero(_np_col(self.live))
+
+    def keyed(self, by_holder: bool, key: int) -> list[int]:
+        """The indexes of the live rows whose holder (or target base) is *key*, by slot."""
+        perm, col = (self.by_holder, self.holders) if by_holder else (self.by_target,
+                                                                       self.tbases)
+        j = bisect_left(perm, key, key=col.__getitem__)
+        out = []
+        live, n = self.live, len(perm)
+        while j < n:
+            i = perm[j]
+            if col[i] != key:
+                break
+            if live[i]:
+                out.append(i)
+            j += 1
+        return out
 
 
 class EdgeTable(MutableMapping[int, Edge]):
     """``slot -> Edge`` (``Truth.edges``): a dict in behaviour and order, compact in bytes.
 
     An edge of a bulk plain store (:meth:`Truth.add_plain_edges`) is kept as
-    a row (slot, target, holder, kind) and its :class:`Edge` record is built
-    when read, equal to the one a single store records; every other edge is
-    kept as its record.  The dict underneath maps each slot to its record,
-    or for a row to its target block's base (the blocks' own key object:
-    nothing new per edge), in insertion order, so iteration order is that of
-    a plain dict.  Rows live in a few runs sorted by slot (a new run per
-    batch, merged with the previous one when they are of a size, as in a
-    log-structured merge tree): a row is found by a binary search in each
-    run, newest first, and a row edge's one piece, the aligned word at its
-    slot, is found through the runs too (:meth:`rows_between`) rather than
-    the truth's piece index.  A row costs 28 bytes against some 310 for a
-    record, its pieces tuple and its piece index entry.  Records read from a
-    row are new objects each time (equal, not identical).
+    a row: columns only (slot, target, target block base, holder, kind,
+    insertion number, a live byte and its place in two secondary orders,
+    about 53 bytes), its :class:`Edge` record built when read, equal to the
+    one a single store records.  Every other edge is kept as its record, in
+    a dict.  Rows live in a few runs sorted by slot (a new run per batch,
+    merged with the previous one when they are of a size, as in a
+    log-structured merge tree, dead rows dropped then): a row is found by a
+    binary search in each run, newest first, and ended by clearing its live
+    byte.  A row edge's one piece, the aligned word at its slot, is found
+    through the runs too (:meth:`rows_between`) rather than the truth's piece
+    index.  Iteration is in insertion order, as a dict's (a slot that was
+    replaced in place keeps its place), by the insertion number every edge
+    has.  Records read from a row are new objects each time (equal, not
+    identical).  A row's slot is in no dict: the truth finds the row edges
+    into a block, or held by one, through each run's orders by target block
+    and by holder (:meth:`rows_keyed`), a slot of the table through
+    :meth:`contains_mask` for a batch.  Runtime complexity: a lookup is
+    ``O(r log(n))`` for *r* runs (``O(log(n))`` of them).  A table saved in
+    the layout before rows had columns of their own (a dict entry per row) is
+    converted the first time it is used.
 
     >>> from kmemsim import Kernel
     >>> from kmemsim.truth.encodings import Plain
     >>> enc = Plain().bind(Kernel().arch, 64)
     >>> t = EdgeTable(8)
     >>> kind = t.add_kind(enc, 5, 8)
-    >>> t.add_row(0x1000, 0x2000, 0x2000, 0x3000, kind); t.flush()
+    >>> t.add_rows([0x1000], [0x2000], [0x2000], [0x3000], [kind])
     >>> e = t[0x1000]
     >>> (hex(e.target), hex(e.holder), e.root, e.jiffies, e.pieces[0][1].hex())
     ('0x2000', '0x3000', None, 5, '0020000000000000')
@@ -234,185 +302,300 @@ class EdgeTable(MutableMapping[int, Edge]):
     """
 
     def __init__(self, word_size: int) -> None:
-        self._d: dict[int, Edge | int] = {}  # slot -> record, or a row's target block base
-        self._ws = word_size
-        self._runs: list[Run] = []  # oldest first; a slot's newest row is its live one
-        # rows of the batch being added, not yet sorted into a run (see flush)
-        self._new: Run = (array("Q"), array("Q"), array("Q"), array("I"))
-        self._kinds: list[tuple[Encoding, int, int]] = []  # (encoding, jiffies, piece length)
-        self._live = 0  # slots the dict maps to a row
-        self._stored = 0  # rows in the runs, dead ones (ended or superseded) included
+        self._rec: dict[int, Edge] = {}  # slot -> record (the edges that are not rows)
+        self._rseq: dict[int, int] = {}  # slot -> insertion number of its record
+        self._word = word_size
+        self._rows: list[_Run] = []  # oldest first
+        self._kind_list: list[tuple[Encoding, int, int]] = []  # (encoding, jiffies, piece length)
+        self._nrows = 0  # live rows
+        self._nstored = 0  # rows in the runs, dead ones included
+        self._seq = 0  # the next insertion number
+
+    if not TYPE_CHECKING:
+        def __getattr__(self, name: str) -> Any:
+            # Only for an attribute that is missing: a table saved in the old layout.
+            if name.startswith("__") or "_d" not in self.__dict__:
+                raise AttributeError(name)
+            self._upgrade()
+            return getattr(self, name)
+
+    def _upgrade(self) -> None:
+        """Convert a table loaded from a save of the old layout (a dict entry per row, runs
+        of four columns) to this one: same edges, same order."""
+        old = self.__dict__
+        rows: dict[int, tuple[int, int, int]] = {}  # slot -> (target, holder, kind)
+        for s, t, h, k in [*old["_runs"], old["_new"]]:  # later rows win, as in the old table
+            rows.update(zip(s, zip(t, h, k, strict=True), strict=True))
+        d = old["_d"]
+        kinds = list(old["_kinds"])
+        word = old["_ws"]
+        for name in _OLD_TABLE:
+            del old[name]
+        self.__init__(word)  # type: ignore[misc]
+        self._kind_list = kinds
+        cols: list[list[int]] = [[], [], [], [], [], []]
+        for seq, (slot, v) in enumerate(d.items()):
+            if type(v) is int:
+                t, h, k = rows[slot]
+                for c, x in zip(cols, (slot, t, v, h, k, seq), strict=True):
+                    c.append(x)
+            else:
+                self._rec[slot] = v
+                self._rseq[slot] = seq
+        self._seq = len(d)
+        self.add_rows(*cols)
 
     # --------------------------------------------------------------- rows
     def add_kind(self, encoding: Encoding, jiffies: int, piece_len: int) -> int:
-        """A new kind of row (the shared fields of some rows); its id for :meth:`add_row`."""
-        self._kinds.append((encoding, jiffies, piece_len))
-        return len(self._kinds) - 1
+        """A new kind of row (the shared fields of some rows); its id for :meth:`add_rows`."""
+        self._kind_list.append((encoding, jiffies, piece_len))
+        return len(self._kind_list) - 1
 
-    def add_row(self, slot: int, target: int, target_base: int, holder: int, kind: int) -> None:
-        """Record the plain edge at *slot* (not in the table) as a row; :meth:`flush` ends
-        the batch."""
-        self._d[slot] = target_base
-        s, t, h, k = self._new
-        s.append(slot)
-        t.append(target)
-        h.append(holder)
-        k.append(kind)
-        self._live += 1
+    def reserve(self, n: int) -> int:
+        """Take *n* insertion numbers (for :meth:`add_rows` and :meth:`put_record`); the first.
+        """
+        first = self._seq
+        self._seq += n
+        return first
 
-    def flush(self) -> None:
-        """Sort the batch's new rows into a run, and merge the runs of a size.
+    def add_rows(self, slots: Sequence[int] | NpArray, targets: Sequence[int] | NpArray,
+                 target_bases: Sequence[int] | NpArray, holders: Sequence[int] | NpArray,
+                 kinds: Sequence[int] | NpArray, seqs: Sequence[int] | NpArray | None = None
+                 ) -> None:
+        """Record the plain edges ``slots[i] -> targets[i]`` (distinct slots, none in the
+        table) as rows, inserted in order (or at the insertion numbers *seqs*, from
+        :meth:`reserve`).
 
         Runtime complexity: amortised ``O(log(n))`` numpy work per row.
         """
-        new = self._new
-        if not new[0]:
+        s = np.asarray(slots, dtype=_U64)
+        m = len(s)
+        if not m:
             return
-        order = np.argsort(_np_col(new[0]), kind="stable")
-        cols = []
-        for c in new:  # a column at a time, each emptied once copied: a lower peak
-            cols.append(_take(c, order))
-            del c[:]  # emptied in place: callers may hold their append methods
-        del order
-        s, t, h, k = cols
-        self._stored += len(s)
-        runs = self._runs
-        runs.append((s, t, h, k))
-        while len(runs) > 1 and len(runs[-2][0]) <= 2 * len(runs[-1][0]):
-            newer = runs.pop()
-            runs[-1] = self._merged(runs[-1], newer)
-        if self._stored - self._live >= _COMPACT_MIN and self._stored > 2 * self._live:
-            self._compact()
+        q = (np.arange(self.reserve(m), self._seq, dtype=_U64) if seqs is None
+             else np.asarray(seqs, dtype=_U64))
+        cols: list[NpArray] = [
+            s, np.asarray(targets, dtype=_U64), np.asarray(target_bases, dtype=_U64),
+            np.asarray(holders, dtype=_U64), np.asarray(kinds, dtype=np.uint32), q]
+        del slots, targets, target_bases, holders, kinds, seqs, s, q
+        self._add_run(cols)
 
-    def _merged(self, older: Run, newer: Run,
-                live: Callable[[int], bool] | None = None) -> Run:
-        """One run of *older* and *newer*, a slot's newer row winning (and with *live*,
-        only the rows of the slots it accepts)."""
-        both = [array(a.typecode) for a in older]
-        for col, a, b in zip(both, older, newer, strict=True):
-            col.extend(a)
-            col.extend(b)
-        slots = _np_col(both[0])
-        order = np.argsort(slots, kind="stable")  # stable: the newer row of a slot last
-        sorted_slots = slots[order]
-        keep = np.ones(len(order), dtype=bool)
-        keep[:-1] = sorted_slots[1:] != sorted_slots[:-1]
-        if live is not None:
-            keep &= np.fromiter(map(live, sorted_slots.tolist()), dtype=bool,
-                                count=len(order))
-        idx = order[keep]
-        del slots, order, sorted_slots, keep
-        run: Run = tuple(_take(c, idx) for c in both)  # type: ignore[assignment]
-        self._stored -= len(both[0]) - len(idx)
+    def _add_run(self, cols: list[NpArray]) -> None:
+        """:meth:`add_rows` of the columns *cols* (slots, targets, target bases, holders,
+        kinds, insertion numbers: numpy, uint64 but the kinds' uint32), emptied as the run
+        is made."""
+        m = len(cols[0])
+        order = np.argsort(cols[0], kind="stable")
+        run = _Run(cols, order)
+        del order
+        self._nrows += m
+        self._nstored += m
+        runs = self._rows
+        runs.append(run)
+        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
+            newer = runs.pop()
+            runs[-1] = self._merged([runs[-1], newer])
+        self._maybe_compact()
+
+    def _merged(self, runs: list[_Run], kinds: NpArray | None = None) -> _Run:
+        """One run of the live rows of *runs* (with *kinds*, their kinds renumbered by it)."""
+        parts: list[list[NpArray]] = [[], [], [], [], [], []]
+        for r in runs:
+            idx = r.live_index()
+            for p, c in zip(parts, (r.slots, r.targets, r.tbases, r.holders, r.kinds, r.seqs),
+                            strict=True):
+                p.append(_np_col(c)[idx])
+        cols = [np.concatenate(p) for p in parts]
+        del parts
+        order = np.argsort(cols[0], kind="stable")
+        if kinds is not None:
+            cols[4] = kinds[cols[4]]
+        run = _Run(cols, order)
+        self._nstored += len(run) - sum(len(r) for r in runs)
         return run
+
+    def _maybe_compact(self) -> None:
+        if self._nstored - self._nrows >= _COMPACT_MIN and self._nstored > 2 * self._nrows:
+            self._compact()
 
     def _compact(self) -> None:
         """One run of the live rows alone, and only the kinds they use."""
-        self.flush()
-        d = self._d
-        run: Run = (array("Q"), array("Q"), array("Q"), array("I"))
-        for r in self._runs:
-            run = self._merged(run, r)
-        self._stored = len(run[0])
-        run = self._merged(run, (array("Q"), array("Q"), array("Q"), array("I")),
-                           lambda slot: type(d.get(slot)) is int)
-        used, kinds = np.unique(_np_col(run[3]), return_inverse=True)
-        self._kinds = [self._kinds[i] for i in used.tolist()]
-        run = (*run[:3], array("I", kinds.astype(np.uint32).tobytes()))
-        self._runs = [run] if run[0] else []
-        self._stored = len(run[0])
+        used = np.zeros(len(self._kind_list), dtype=bool)
+        for r in self._rows:
+            used[_np_col(r.kinds)[r.live_index()]] = True
+        keep = np.flatnonzero(used)
+        renumber = np.zeros(len(used), dtype=np.uint32)
+        renumber[keep] = np.arange(len(keep), dtype=np.uint32)
+        run = self._merged(self._rows, renumber)
+        self._kind_list = [self._kind_list[i] for i in keep.tolist()]
+        self._rows = [run] if len(run) else []
+        self._nstored = len(run)
 
-    def _find(self, slot: int) -> tuple[Run, int]:
-        """The run and index of the live row of *slot* (the dict maps *slot* to a row)."""
-        if self._new[0]:
-            self.flush()  # (never between add_row and flush in practice)
-        for run in reversed(self._runs):
-            slots = run[0]
-            i = bisect_left(slots, slot)
-            if i < len(slots) and slots[i] == slot:
+    def _find(self, slot: int) -> tuple[_Run, int] | None:
+        """The run and index of the live row of *slot*, if it has one."""
+        for run in reversed(self._rows):
+            i = run.find(slot)
+            if i >= 0:
                 return run, i
-        raise AssertionError(f"row of slot {slot:#x} missing")  # pragma: no cover
+        return None
+
+    def _kill(self, run: _Run, i: int) -> None:
+        """End the live row *i* of *run*; compact the runs once most of their rows are dead."""
+        run.live[i] = 0
+        self._nrows -= 1
+        self._maybe_compact()
 
     @property
     def rows(self) -> int:
         """How many edges are kept as rows."""
-        return self._live
+        return self._nrows
 
     def is_row(self, slot: int) -> bool:
         """Whether the edge at *slot* is kept as a row."""
-        return type(self._d.get(slot)) is int
+        return slot not in self._rec and self._find(slot) is not None
 
     def rows_between(self, lo: int, hi: int) -> list[int]:
         """The slots of the row edges in ``[lo, hi)``, ascending (row slots are aligned).
 
-        ``O(hi - lo)`` word lookups for a short range, else ``O(r log(n) + k)``
-        for *r* runs.
+        ``O(r log(n) + k)`` for *r* runs.
         """
-        d, ws = self._d, self._ws
-        if hi - lo <= _PROBE_WORDS * ws:
-            return [a for a in range(lo + (-lo % ws), hi, ws) if type(d.get(a)) is int]
-        if not self._live or hi <= 0:
-            return []
-        if self._new[0]:
-            self.flush()
-        lo, hi = max(lo, 0), min(hi, _U64_MAX)
-        found: set[int] = set()
-        for run in self._runs:
-            slots = run[0]
-            found.update(slots[bisect_left(slots, lo):bisect_left(slots, hi)])
-        # a slot of a dead row may be there (ended, or superseded in an older run)
-        return sorted(a for a in found if type(d.get(a)) is int)
+        found: list[int] = []
+        for run in self._rows:
+            s, live = run.slots, run.live
+            i, j = bisect_left(s, lo), bisect_left(s, hi)
+            found += [s[x] for x in range(i, j) if live[x]]
+        if len(self._rows) > 1:
+            found.sort()
+        return found
 
-    def _edge(self, slot: int, target_base: int, new: Callable[[type[Edge]], Edge] = _new_record,
+    def row_mask(self, addrs: NpArray) -> NpArray:
+        """Which of *addrs* (uint64) are the slots of row edges (a bool array)."""
+        out = np.zeros(len(addrs), dtype=bool)
+        for run in self._rows:
+            s = _np_col(run.slots)
+            if not len(s):
+                continue
+            i = np.minimum(np.searchsorted(s, addrs), len(s) - 1)
+            out |= (s[i] == addrs) & (_np_col(run.live)[i] != 0)
+        return out
+
+    def contains_mask(self, addrs: NpArray) -> NpArray:
+        """Which of *addrs* (uint64) are slots of the table (a bool array)."""
+        out = self.row_mask(addrs)
+        if self._rec:  # (not np.isin: it imports numpy.ma, ~8 ms in a fresh process)
+            rec = np.sort(np.fromiter(self._rec, dtype=_U64, count=len(self._rec)))
+            i = np.minimum(np.searchsorted(rec, addrs), len(rec) - 1)
+            out |= rec[i] == addrs
+        return out
+
+    def rows_keyed(self, key: int | None, *, by_holder: bool) -> list[tuple[int, _Run, int]]:
+        """``(slot, run, index)`` of the row edges whose holder (or target block base) is
+        *key*, in no particular order."""
+        if key is None or not self._nrows:
+            return []  # (a root's edges are records)
+        out = []
+        for run in self._rows:
+            slots = run.slots
+            out += [(slots[i], run, i) for i in run.keyed(by_holder, key)]
+        return out
+
+    def row_slots(self) -> list[int]:
+        """The slots of every row edge, ascending."""
+        return self.rows_between(0, 1 << 64)
+
+    def _edge(self, run: _Run, i: int, new: Callable[[type[Edge]], Edge] = _new_record,
               setters: tuple[Callable[[Edge, object], None], ...] = _EDGE_SETTERS) -> Edge:
-        """The record of the row edge at *slot* (the defaults bind globals as locals)."""
-        run, i = self._find(slot)
-        encoding, jiffies, n = self._kinds[run[3][i]]
-        target = run[1][i]
+        """The record of row *i* of *run* (the defaults bind globals as locals)."""
+        encoding, jiffies, n = self._kind_list[run.kinds[i]]
+        slot, target = run.slots[i], run.targets[i]
         # Edge(slot, target, target_base, encoding, pieces, holder, None, jiffies), faster
         edge = new(Edge)
         e_slot, e_target, e_tbase, e_enc, e_pieces, e_holder, e_root, e_jiffies = setters
         e_slot(edge, slot)
         e_target(edge, target)
-        e_tbase(edge, target_base)
+        e_tbase(edge, run.tbases[i])
         e_enc(edge, encoding)
         # (the mask is a no-op for a checked target: kept as the stored piece has it)
         e_pieces(edge, ((slot, (target & _WORD_MASK[n]).to_bytes(n, "little")),))
-        e_holder(edge, run[2][i])
+        e_holder(edge, run.holders[i])
         e_root(edge, None)
         e_jiffies(edge, jiffies)
         return edge
 
-    def _dropped(self) -> None:
-        """A row ended: compact the runs once most of their rows are dead."""
-        self._live -= 1
-        if self._stored - self._live >= _COMPACT_MIN and self._stored > 2 * self._live:
-            self._compact()
+    def put_record(self, slot: int, edge: Edge, seq: int) -> None:
+        """Record *edge* at *slot* (not in the table) with insertion number *seq*
+        (from :meth:`reserve`)."""
+        self._rec[slot] = edge
+        self._rseq[slot] = seq
+
+    def pop_kept(self, slot: int) -> tuple[Edge, bool] | None:
+        """Remove the edge at *slot*: it and whether it was a record (``None``: none there)."""
+        edge = self._rec.pop(slot, None)
+        if edge is not None:
+            del self._rseq[slot]
+            return edge, True
+        found = self._find(slot)
+        if found is None:
+            return None
+        edge = self._edge(*found)
+        self._kill(*found)
+        return edge, False
+
+    def _order(self) -> tuple[list[int], list[Any], list[int]]:
+        """Slots in insertion order, each with its run (``None``: a record) and row index."""
+        rec, rseq = self._rec, self._rseq
+        if not self._nrows:
+            slots = sorted(rec, key=rseq.__getitem__)
+            return slots, [None] * len(slots), [0] * len(slots)
+        runs = [r for r in self._rows if r.live.find(1) >= 0]
+        idx = [r.live_index() for r in runs]
+        seqs = [_np_col(r.seqs)[i] for r, i in zip(runs, idx, strict=True)]
+        seqs.append(np.fromiter((rseq[s] for s in rec), dtype=_U64, count=len(rec)))
+        which = np.repeat(np.arange(len(runs) + 1), [len(q) for q in seqs])
+        at = np.concatenate([*idx, np.arange(len(rec))]) if idx else np.arange(len(rec))
+        order = np.argsort(np.concatenate(seqs), kind="stable")
+        which_l, at_l = which[order].tolist(), at[order].tolist()
+        rec_slots = list(rec)
+        out_runs: list[Any] = [*runs, None]
+        slots = [out_runs[w].slots[a] if w < len(runs) else rec_slots[a]
+                 for w, a in zip(which_l, at_l, strict=True)]
+        return slots, [out_runs[w] for w in which_l], at_l
 
     # ------------------------------------------------------------ mapping
     def __getitem__(self, slot: int) -> Edge:
-        v = self._d[slot]
-        return self._edge(slot, v) if type(v) is int else v  # type: ignore[return-value]
+        edge = self._rec.get(slot)
+        if edge is not None:
+            return edge
+        found = self._find(slot)
+        if found is None:
+            raise KeyError(slot)
+        return self._edge(*found)
 
     def __setitem__(self, slot: int, edge: Edge) -> None:
-        if type(self._d.get(slot)) is int:
-            self._d[slot] = edge
-            self._dropped()
-        else:
-            self._d[slot] = edge
+        if slot in self._rec:
+            self._rec[slot] = edge  # replaced in place: its place in the order stays
+            return
+        found = self._find(slot)
+        if found is None:
+            seq = self.reserve(1)
+        else:  # a row becomes a record, in the row's place
+            run, i = found
+            seq = run.seqs[i]
+            self._kill(run, i)
+        self.put_record(slot, edge, seq)
 
     def __delitem__(self, slot: int) -> None:
-        if type(self._d.pop(slot)) is int:
-            self._dropped()
+        if self.pop_kept(slot) is None:
+            raise KeyError(slot)
 
     def __contains__(self, slot: object) -> bool:
-        return slot in self._d
+        return slot in self._rec or (type(slot) is int and self._find(slot) is not None)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._d)
+        return iter(self._order()[0])
 
     def __len__(self) -> int:
-        return len(self._d)
+        return len(self._rec) + self._nrows
 
     def __repr__(self) -> str:
         return f"EdgeTable({dict(self.items())!r})"
@@ -424,27 +607,23 @@ class EdgeTable(MutableMapping[int, Edge]):
     @overload
     def get(self, slot: int, default: _T, /) -> Edge | _T: ...
     def get(self, slot: int, default: object = None, /) -> Edge | object:
-        v = self._d.get(slot)
-        if v is None:
-            return default
-        return self._edge(slot, v) if type(v) is int else v
+        edge = self._rec.get(slot)
+        if edge is not None:
+            return edge
+        found = self._find(slot) if type(slot) is int else None
+        return default if found is None else self._edge(*found)
 
     def pop_edge(self, slot: int) -> Edge | None:
         """Remove the edge at *slot* and return it (``None`` if there is none)."""
-        v = self._d.get(slot)
-        if type(v) is int:
-            edge = self._edge(slot, v)
-            del self._d[slot]
-            self._dropped()
-            return edge
-        if v is not None:
-            del self._d[slot]
-        return v  # type: ignore[return-value]
+        popped = self.pop_kept(slot)
+        return None if popped is None else popped[0]
 
     def clear(self) -> None:
-        self._d.clear()
-        self._live = 0
-        self._compact()
+        self._rec.clear()
+        self._rseq.clear()
+        self._rows = []
+        self._kind_list = []
+        self._nrows = self._nstored = 0
 
     def items(self) -> ItemsView[int, Edge]:
         return _EdgeItems(self)
@@ -452,29 +631,64 @@ class EdgeTable(MutableMapping[int, Edge]):
     def values(self) -> ValuesView[Edge]:
         return _EdgeValues(self)
 
+    def _records_in_order(self) -> Iterator[tuple[int, Edge]]:
+        slots, runs, at = self._order()
+        rec, edge = self._rec, self._edge
+        for slot, run, i in zip(slots, runs, at, strict=True):
+            yield slot, (rec[slot] if run is None else edge(run, i))
+
+    def _check(self) -> None:
+        """Assert that the runs, the records and the counts agree."""
+        live = 0
+        seen: set[int] = set()
+        seqs = list(self._rseq.values())
+        assert self._rseq.keys() == self._rec.keys()
+        for run in self._rows:
+            n = len(run)
+            assert n
+            assert all(len(c) == n for c in (run.targets, run.tbases, run.holders,
+                                                   run.kinds, run.seqs, run.live,
+                                                   run.by_target, run.by_holder))
+            s = _np_col(run.slots)
+            assert bool((s[1:] > s[:-1]).all())
+            for perm, col in ((run.by_target, run.tbases), (run.by_holder, run.holders)):
+                p = _np_col(perm)
+                assert sorted(p.tolist()) == list(range(n))
+                keyed = np.stack([_np_col(col)[p], s[p]])  # by key, then slot
+                assert sorted(map(tuple, keyed.T.tolist())) == list(map(tuple, keyed.T.tolist()))
+            assert set(run.live) <= {0, 1}
+            idx = run.live_index().tolist()
+            live += len(idx)
+            for i in idx:
+                slot = run.slots[i]
+                assert slot not in seen
+                assert slot not in self._rec
+                assert run.kinds[i] < len(self._kind_list)
+                seen.add(slot)
+                seqs.append(run.seqs[i])
+        assert live == self._nrows
+        assert self._nstored == sum(len(r) for r in self._rows)
+        assert len(set(seqs)) == len(seqs)
+        assert all(q < self._seq for q in seqs)
+
 
 class _EdgeItems(ItemsView[int, Edge]):
-    """``EdgeTable.items()``: one pass over the dict underneath."""
+    """``EdgeTable.items()``: in insertion order, one pass."""
 
     _mapping: EdgeTable
 
     def __iter__(self) -> Iterator[tuple[int, Edge]]:
-        t = self._mapping
-        edge = t._edge
-        for slot, v in t._d.items():
-            yield slot, (edge(slot, v) if type(v) is int else v)  # type: ignore[misc]
+        return self._mapping._records_in_order()
 
 
 class _EdgeValues(ValuesView[Edge]):
-    """``EdgeTable.values()``: one pass over the dict underneath."""
+    """``EdgeTable.values()``: in insertion order, one pass."""
 
     _mapping: EdgeTable
 
     def __iter__(self) -> Iterator[Edge]:
-        t = self._mapping
-        edge = t._edge
-        for slot, v in t._d.items():
-            yield edge(slot, v) if type(v) is int else v  # type: ignore[misc]
+        for _, edge in self._mapping._records_in_order():
+            yield edge
 
 
 def _add_sorted_keys(sd: SortedDict, new_keys: list[int] | None) -> None:
@@ -507,12 +721,49 @@ class Truth:
         # piece address -> (slot, length), or just the slot for a piece one word long
         # (nearly all of them: a tuple per edge would cost more than the entry itself)
         self._pieces: SortedDict = SortedDict()
-        self._by_target: dict[int | None, SlotEntry] = {}  # target block base -> slot(s)
-        self._by_holder: dict[int | None, SlotEntry] = {}  # holder base (None: roots) -> slot(s)
+        # the slots of the record edges (not the rows: see EdgeTable) by target block base,
+        # and by holder base (None: the roots)
+        self._rec_by_target: dict[int | None, SlotEntry] = {}
+        self._rec_by_holder: dict[int | None, SlotEntry] = {}
         self.history: dict[int, RemovedEdge] = {}
         self.percpu_copies: SortedDict = SortedDict()  # copy start -> (cookie, size)
         self._max_piece = _MAX_PIECE  # the longest piece recorded so far
         self.enabled = True
+
+    if not TYPE_CHECKING:
+        def __getattr__(self, name: str) -> Any:
+            # Only for an attribute that is missing: a truth saved in the old layout, whose
+            # indexes held the row edges' slots too.
+            if name not in ("_rec_by_target", "_rec_by_holder") or "_by_target" not in \
+                    self.__dict__:
+                raise AttributeError(name)
+            rec = self.edges._rec  # (converts the table first)
+            for old, new in (("_by_target", "_rec_by_target"), ("_by_holder", "_rec_by_holder")):
+                index: dict[int | None, SlotEntry] = {}
+                for key, entry in self.__dict__.pop(old).items():
+                    for slot in sorted(_slots(entry)):
+                        if slot in rec:
+                            _index_add(index, key, slot)
+                setattr(self, new, index)
+            return getattr(self, name)
+
+    def _slots_by(self, key: int | None, *, by_holder: bool) -> list[int]:
+        """The slots of the live edges held by (or pointing into) the block at *key*,
+        ascending."""
+        index = self._rec_by_holder if by_holder else self._rec_by_target
+        rows = self.edges.rows_keyed(key, by_holder=by_holder)
+        return sorted([*_slots(index.get(key)), *(r[0] for r in rows)])
+
+    def _edges_by(self, key: int | None, *, by_holder: bool) -> list[Edge]:
+        """The live edges held by (or pointing into) the block at *key*, by slot."""
+        index = self._rec_by_holder if by_holder else self._rec_by_target
+        table = self.edges
+        found: list[tuple[int, Any, int]] = [
+            (s, None, 0) for s in _slots(index.get(key))]
+        found += table.rows_keyed(key, by_holder=by_holder)
+        found.sort(key=lambda x: x[0])
+        rec, edge = table._rec, table._edge
+        return [rec[s] if run is None else edge(run, i) for s, run, i in found]
 
     # ------------------------------------------------------------- blocks
     def on_alloc(self, base: int, size: int, kind: str, cache: str = "") -> None:
@@ -561,7 +812,7 @@ class Truth:
                 self._remove_range(copy, copy + block.size, "holder freed")
         else:
             self._remove_range(block.base, block.end, "holder freed")
-        for slot in sorted(_slots(self._by_target.get(base))):  # sorted: sets restore unordered
+        for slot in self._slots_by(base, by_holder=False):
             self._remove(slot, "target freed")
 
     def on_free_part(self, start: int, size: int) -> None:
@@ -578,26 +829,27 @@ class Truth:
             self.blocks[end] = Block(end, block.end - end, block.kind, block.cache)
         # Edges into the freed range end; those into (or held by) the part after it now
         # belong to the block that starts at ``end``.
-        for slot in sorted(_slots(self._by_target.get(block.base))):
+        for slot in self._slots_by(block.base, by_holder=False):
             edge = self.edges[slot]
             if start <= edge.target < end:
                 self._remove(slot, "target freed")
             elif edge.target >= end:
                 self._rekey(slot, replace(edge, target_base=end))
-        for slot in sorted(_slots(self._by_holder.get(block.base))):
+        for slot in self._slots_by(block.base, by_holder=True):
             if slot >= end:
                 self._rekey(slot, replace(self.edges[slot], holder=end))
 
     def _rekey(self, slot: int, edge: Edge) -> None:
         """Replace the edge at *slot* by *edge* (same slot and pieces, new target or holder)."""
-        old = self.edges[slot]
-        _index_discard(self._by_target, old.target_base, slot)
-        _index_discard(self._by_holder, old.holder, slot)
         if self.edges.is_row(slot):  # a record from now on: its piece goes in the index
             self._pieces[slot] = slot
-        self.edges[slot] = edge
-        _index_add(self._by_target, edge.target_base, slot)
-        _index_add(self._by_holder, edge.holder, slot)
+        else:
+            old = self.edges[slot]
+            _index_discard(self._rec_by_target, old.target_base, slot)
+            _index_discard(self._rec_by_holder, old.holder, slot)
+        self.edges[slot] = edge  # (a row becomes a record in its place)
+        _index_add(self._rec_by_target, edge.target_base, slot)
+        _index_add(self._rec_by_holder, edge.holder, slot)
 
     def block_at(self, addr: int) -> Block | None:
         """The live block containing *addr*.  ``O(log(n))``."""
@@ -668,8 +920,8 @@ class Truth:
         for addr, data in pieces:
             self._pieces[addr] = slot if len(data) == self.k.arch.word_size else (slot, len(data))
             self._max_piece = max(self._max_piece, len(data))
-        _index_add(self._by_target, tb.base, slot)
-        _index_add(self._by_holder, holder, slot)
+        _index_add(self._rec_by_target, tb.base, slot)
+        _index_add(self._rec_by_holder, holder, slot)
         return edge
 
     def add_plain_edges(self, slots: Sequence[int], targets: Sequence[int],
@@ -681,10 +933,12 @@ class Truth:
         another.  *bind* gives the bound encoding for a target block's size.
         The block index (addresses, sizes, kinds) is snapshotted once into
         numpy, so finding each target's block and each slot's holder is a
-        vectorised ``searchsorted`` and compare instead of a tree walk; the
-        edges are then entered one by one, in chunks: a plain word held by a
-        block as a row of the edge table (no record, no piece index entry),
-        any other (a root's, or from an encoding of its own) as a record.
+        vectorised ``searchsorted`` and compare instead of a tree walk.  A
+        plain word held by a block (the common case) becomes a row of the edge
+        table, all of them in one numpy step (no record, no piece index or slot
+        index entry); any other edge (a root's, or from an encoding of its own)
+        is entered one by one as a record.  Every edge takes its place in the
+        table's order as if entered one by one.
         Runtime complexity: ``O(n log(n) + m log(n))`` for *n* blocks and *m*
         edges.
         """
@@ -694,155 +948,211 @@ class Truth:
             for slot in slots:
                 self._remove(slot, "overwritten")
             return
-        base_objs = list(blocks.keys())  # in address order (the dict's own key objects)
-        keys = np.array(base_objs, dtype=np.uint64)
-        # Each block's size and kind, read once in dict order (memory order) and put in
-        # address order, so no edge looks a block up by itself.
+        # Each block's address, size and kind, read once in dict order (memory order) and
+        # put in address order, so no edge looks a block up by itself.
         in_dict = list(dict.values(blocks))
-        order = np.argsort(np.fromiter(dict.keys(blocks), dtype=np.uint64, count=nb))
+        keys = np.fromiter(dict.keys(blocks), dtype=np.uint64, count=nb)
+        order = np.argsort(keys)
+        keys = keys[order]
         sizes = np.fromiter((bl.size for bl in in_dict), dtype=np.uint64, count=nb)[order]
         percpu = np.fromiter((bl.kind == "percpu" for bl in in_dict), dtype=bool,
                              count=nb)[order]
-        del in_dict
+        del in_dict, order
+        m = len(slots)
         sl = np.array(slots, dtype=np.uint64)
         tg = np.array(targets, dtype=np.uint64)
-        t_at = np.searchsorted(keys, tg, side="right") - 1
-        s_at = np.searchsorted(keys, sl, side="right") - 1
-        t_safe, s_safe = np.maximum(t_at, 0), np.maximum(s_at, 0)
+        # the block at or below each target and each slot (index 0 if none: see *_ok)
+        t_safe = np.searchsorted(keys, tg, side="right") - 1
+        t_ok = t_safe >= 0
+        np.maximum(t_safe, 0, out=t_safe)
+        s_safe = np.searchsorted(keys, sl, side="right") - 1
+        h_ok = s_safe >= 0
+        np.maximum(s_safe, 0, out=s_safe)
         # the target lies in a block (differences, not ends: no overflow at the top)
-        t_ok = (t_at >= 0) & (tg - keys[t_safe] < sizes[t_safe])
+        t_ok &= tg - keys[t_safe] < sizes[t_safe]
         # the slot lies in a block that holds it (per-CPU blocks: see holder_block)
-        h_ok = (s_at >= 0) & (sl - keys[s_safe] < sizes[s_safe]) & ~percpu[s_safe]
+        h_ok &= (sl - keys[s_safe] < sizes[s_safe]) & ~percpu[s_safe]
+        del percpu
         # Only slots inside some root range can be roots: ask root_of about those alone.
         k = self.k
         ranges = [(k.kernel_data_start, k.kernel_data_end)]
         ranges += [(lm.data, lm.data + lm.data_size) for lm in k.modules.values()]
         ranges += k.percpu_static_sections()
         ranges += [(t.stack, t.stack + t.stack_size) for t in k.tasks]
-        maybe_root = np.zeros(len(sl), dtype=bool)
+        maybe_root = np.zeros(m, dtype=bool)
         for lo, hi in ranges:
             maybe_root |= (sl >= np.uint64(lo)) & (sl < np.uint64(hi))
-        # per edge: 1 the target is in a block, 2 the slot may be a root, 4 a block holds it
-        flags = (t_ok.astype(np.int8) | (maybe_root.astype(np.int8) << 1)
-                 | (h_ok.astype(np.int8) << 2))
+        maybe_root &= t_ok
         t_size = sizes[t_safe]
-        # (the peak of a big batch: only what the loop reads stays)
-        del t_safe, s_safe, t_ok, h_ok, maybe_root, sl, tg, keys, sizes, percpu, order
-        jiffies = self.k.jiffies
+        del sizes
+        jiffies = k.jiffies
+        word = k.arch.word_size
         edges = self.edges
-        table = edges._d  # slot -> record or row (EdgeTable)
-        add_row = edges.add_row
+        with paused_gc():  # many new objects, none of them cyclic: no collection needed
+            # The slots' old edges end first, in order: what ends and when is the same as
+            # edge by edge (no new edge of the batch can end: the slots are distinct).
+            if len(edges):
+                for j in np.flatnonzero(edges.contains_mask(sl)).tolist():
+                    self._remove(slots[j], "overwritten")
+            # (root_of's first answer, for the slots in kernel statics, without asking it)
+            static = maybe_root & (sl >= np.uint64(k.kernel_data_start)) & (
+                sl < np.uint64(k.kernel_data_end))
+            roots = dict.fromkeys(np.flatnonzero(static).tolist(), "kernel static")
+            for j in np.flatnonzero(maybe_root & ~static).tolist():
+                root = self.root_of(slots[j])
+                if root is not None:
+                    roots[j] = root
+            is_root = np.zeros(m, dtype=bool)
+            is_root[list(roots)] = True
+            # Per target size: the bound encoding, and the word size when it writes the
+            # plain word at the slot (Encoding.writes unchanged), so its piece is built here.
+            # (a sort, not np.unique: np.unique imports numpy.ma, ~8 ms in a fresh process)
+            sizes_used = np.sort(t_size[t_ok])
+            sizes_used = sizes_used[np.concatenate(([True], sizes_used[1:] != sizes_used[:-1]))
+                                    [:len(sizes_used)]]
+            size_at = np.searchsorted(sizes_used, t_size)  # (meaningful where t_ok)
+            bound: dict[int, tuple[Encoding, int]] = {}
+            plain_word = np.zeros(len(sizes_used), dtype=bool)
+            for u, tsize in enumerate(sizes_used.tolist()):
+                enc = bind(tsize)
+                cls = type(enc)
+                plain = cls.writes is Encoding.writes and cls.encode is Encoding.encode
+                bound[tsize] = (enc, enc.word_size if plain else 0)
+                plain_word[u] = plain and enc.word_size == word
+            # A plain word at an aligned slot held by a block: a row, the common case.
+            row = t_ok & h_ok & ~is_root & (sl % np.uint64(word) == 0)
+            row[t_ok] &= plain_word[size_at[t_ok]]
+            ri = np.flatnonzero(row)
+            seq0 = edges.reserve(m)  # every edge of the batch takes its place in the order
+            done = [m]  # the edges before this one are entered (all: no encoding raised)
+            try:
+                which = np.flatnonzero(t_ok & ~row)
+                self._add_records(slots, targets, which.tolist(), keys[t_safe[which]].tolist(),
+                                  keys[s_safe[which]].tolist(), h_ok[which].tolist(), roots,
+                                  t_size[which].tolist(), bound, seq0, jiffies, done)
+                del which
+            finally:  # the rows of the edges before a failing one are entered all the same
+                ri = ri[ri < done[0]]
+                del row, t_ok, h_ok, t_size, maybe_root, static, is_root
+                if len(ri):
+                    kinds = np.zeros(len(sizes_used), dtype=np.uint32)
+                    used = np.zeros(len(sizes_used), dtype=bool)
+                    at = size_at[ri]
+                    del size_at
+                    used[at] = True
+                    for u in np.flatnonzero(used).tolist():
+                        kinds[u] = edges.add_kind(bound[int(sizes_used[u])][0], jiffies, word)
+                    # (each column made as the arrays it comes from go: a lower peak)
+                    cols: list[NpArray] = [sl[ri]]
+                    del sl
+                    cols.append(tg[ri])
+                    del tg
+                    cols.append(keys[t_safe[ri]])
+                    del t_safe
+                    cols.append(keys[s_safe[ri]])
+                    del s_safe, keys
+                    cols.append(kinds[at])
+                    del at
+                    cols.append(ri.astype(np.uint64) + np.uint64(seq0))
+                    del ri
+                    edges._add_run(cols)
+
+    def _add_records(self, slots: Sequence[int], targets: Sequence[int], which: list[int],
+                     tbases: list[int], bases: list[int], in_block: list[bool],
+                     roots: dict[int, str], t_size: list[int],
+                     bound: dict[int, tuple[Encoding, int]], seq0: int, jiffies: int,
+                     done: list[int]) -> None:
+        """Enter the edges ``which`` of a batch of :meth:`add_plain_edges` as records, in
+        order (edge ``j`` at insertion number ``seq0 + j``), given for each its target's
+        block, the block at or below its slot, whether that block holds it, and its
+        target's size; one whose slot is in no live memory the program owns is skipped.
+        If an encoding raises, ``done[0]`` is set to the edge it raised for."""
+        if not which:
+            return
+        word = self.k.arch.word_size
+        edges = self.edges
+        rec, rseq = edges._rec, edges._rseq
         # New pieces go straight into the piece index's dict; its sorted key list is
-        # updated once at the end, as SortedDict.update would (no batch-sized dict).  No
-        # _remove below can drop one of them: the old pieces over the batch's words ended
-        # when the words were written, and the batch's slots are distinct.
+        # updated once at the end, as SortedDict.update would.  No _remove can drop one of
+        # them: the old pieces over the batch's words ended when the words were written,
+        # and the batch's slots are distinct.
         pieces = self._pieces
-        rebuild = 10 * len(slots) > len(pieces)
+        rebuild = 10 * len(which) > len(pieces)
         new_keys: list[int] = []
         set_piece = dict.__setitem__
-        by_target, by_holder = self._by_target, self._by_holder
-        # Per target size: the bound encoding, the word size when it writes the plain word
-        # at the slot (Encoding.writes unchanged), so its piece is built right here, and
-        # then the kind of its edges' rows in the edge table.
-        bound: dict[int, tuple[Encoding, int, int]] = {}
-        word = k.arch.word_size
+        by_target, by_holder = self._rec_by_target, self._rec_by_holder
         max_piece = self._max_piece
         new = _new_record
         e_slot, e_target, e_tbase, e_enc, e_pieces, e_holder, e_root, e_jiffies = _EDGE_SETTERS
-        m = len(slots)
-        with paused_gc():  # many new objects, none of them cyclic: no collection needed
-            # The slots' old edges end first, in order: what ends and when is the same as
-            # edge by edge (no new edge of the batch can end: the slots are distinct), and
-            # no row is read while the batch's new rows wait to be sorted into a run.
-            for slot in slots:
-                if slot in table:
-                    self._remove(slot, "overwritten")
-            try:
-                for lo in range(0, m, _CHUNK):  # per chunk: the per-edge lists stay small
-                    hi = min(m, lo + _CHUNK)
-                    for slot, target, ti, si, flag, tsize in zip(
-                            slots[lo:hi], targets[lo:hi], t_at[lo:hi].tolist(), s_at[lo:hi].tolist(),
-                            flags[lo:hi].tolist(), t_size[lo:hi].tolist(), strict=True):
-                        if not flag & 1:
-                            continue  # a pointer to something that is not an allocation
-                        root = self.root_of(slot) if flag & 2 else None
-                        holder = None
-                        if root is None:
-                            if flag & 4:
-                                holder = base_objs[si]
-                            else:
-                                hb = self.holder_block(slot)
-                                if hb is None:
-                                    continue  # the slot is in no live memory the program owns
-                                holder = hb.base
-                        b = bound.get(tsize)
-                        if b is None:
-                            enc = bind(tsize)
-                            cls = type(enc)
-                            plain = cls.writes is Encoding.writes and cls.encode is Encoding.encode
-                            ws = enc.word_size if plain else 0
-                            b = bound[tsize] = (enc, ws,
-                                                edges.add_kind(enc, jiffies, ws) if ws == word
-                                                else -1)
-                        encoding, ws, kind = b
-                        tbase = base_objs[ti]
-                        if ws == word and holder is not None and not slot % word:
-                            # The edge as a row of the table, the common case: no record,
-                            # and its piece is found through the table's row slots.
-                            add_row(slot, target, tbase, holder, kind)
-                        else:
-                            if ws:
-                                piece: tuple[tuple[int, bytes], ...] = (
-                                    (slot, (target & ((1 << (8 * ws)) - 1)).to_bytes(ws,
-                                                                                    "little")),)
-                            else:
-                                piece = tuple(encoding.writes(target, slot))
-                            # Edge(slot, target, tbase, encoding, piece, holder, root,
-                            # jiffies), faster
-                            edge = new(Edge)
-                            e_slot(edge, slot)
-                            e_target(edge, target)
-                            e_tbase(edge, tbase)
-                            e_enc(edge, encoding)
-                            e_pieces(edge, piece)
-                            e_holder(edge, holder)
-                            e_root(edge, root)
-                            e_jiffies(edge, jiffies)
-                            edges[slot] = edge
-                            for addr, data in piece:
-                                n = len(data)
-                                if not rebuild and addr not in pieces:
-                                    new_keys.append(addr)
-                                set_piece(pieces, addr, slot if n == word else (slot, n))
-                                if n > max_piece:
-                                    max_piece = n
-                        if tbase in by_target:
-                            _index_add(by_target, tbase, slot)
-                        else:
-                            by_target[tbase] = slot
-                        if holder in by_holder:
-                            _index_add(by_holder, holder, slot)
-                        else:
-                            by_holder[holder] = slot
-            finally:  # the indexes stay whole even if an encoding raised
-                self._max_piece = max_piece
-                _add_sorted_keys(pieces, None if rebuild else new_keys)
-                del t_at, s_at, flags, t_size, new_keys  # gone before the rows are sorted
-                base_objs.clear()
-                edges.flush()
+        j = 0
+        try:
+            for j, tbase, base, ok, tsize in zip(which, tbases, bases, in_block, t_size,
+                                                 strict=True):
+                slot, target = slots[j], targets[j]
+                root = roots.get(j)
+                holder = None
+                if root is None:
+                    if ok:
+                        holder = base
+                    else:
+                        hb = self.holder_block(slot)
+                        if hb is None:
+                            continue  # the slot is in no live memory the program owns
+                        holder = hb.base
+                encoding, ws = bound[tsize]
+                if ws:
+                    piece: tuple[tuple[int, bytes], ...] = (
+                        (slot, (target & ((1 << (8 * ws)) - 1)).to_bytes(ws, "little")),)
+                else:
+                    piece = tuple(encoding.writes(target, slot))
+                # Edge(slot, target, tbase, encoding, piece, holder, root, jiffies), faster
+                edge = new(Edge)
+                e_slot(edge, slot)
+                e_target(edge, target)
+                e_tbase(edge, tbase)
+                e_enc(edge, encoding)
+                e_pieces(edge, piece)
+                e_holder(edge, holder)
+                e_root(edge, root)
+                e_jiffies(edge, jiffies)
+                rec[slot] = edge  # (put_record, inlined)
+                rseq[slot] = seq0 + j
+                for addr, data in piece:
+                    n = len(data)
+                    if not rebuild and addr not in pieces:
+                        new_keys.append(addr)
+                    set_piece(pieces, addr, slot if n == word else (slot, n))
+                    if n > max_piece:
+                        max_piece = n
+                if tbase in by_target:
+                    _index_add(by_target, tbase, slot)
+                else:
+                    by_target[tbase] = slot
+                if holder in by_holder:
+                    _index_add(by_holder, holder, slot)
+                else:
+                    by_holder[holder] = slot
+        except BaseException:
+            done[0] = j
+            raise
+        finally:  # the indexes stay whole even if an encoding raised
+            self._max_piece = max_piece
+            _add_sorted_keys(pieces, None if rebuild else new_keys)
 
     def end_edge(self, slot: int, reason: str = "overwritten") -> None:
         """End the edge stored at *slot*, if any (a NULL store, for instance)."""
         self._remove(slot, reason)
 
     def _remove(self, slot: int, reason: str) -> None:
-        edge = self.edges.pop_edge(slot)
-        if edge is None:
+        popped = self.edges.pop_kept(slot)
+        if popped is None:
             return
-        for addr, _ in edge.pieces:
-            self._pieces.pop(addr, None)
-        _index_discard(self._by_target, edge.target_base, slot)
-        _index_discard(self._by_holder, edge.holder, slot)
+        edge, record = popped
+        if record:  # (a row has no piece index or slot index entries)
+            for addr, _ in edge.pieces:
+                self._pieces.pop(addr, None)
+            _index_discard(self._rec_by_target, edge.target_base, slot)
+            _index_discard(self._rec_by_holder, edge.holder, slot)
         self.history[slot] = RemovedEdge(edge, reason, self.k.jiffies)
 
     def _remove_range(self, start: int, end: int, reason: str) -> None:
@@ -884,7 +1194,7 @@ class Truth:
         >>> k.truth.edges.is_row(a), (a, a) in pieces, (a + 8, a + 8) in pieces
         (True, True, True)
         """
-        rows = [(s, s) for s in self.edges if self.edges.is_row(s)]
+        rows = [(s, s) for s in self.edges.row_slots()]
         return sorted([*self._pieces.items(), *rows])
 
     def _piece(self, addr: int) -> tuple[int, int]:
@@ -922,8 +1232,7 @@ class Truth:
             near = np.zeros(m, dtype=bool)
         if edges.rows:
             # a row edge's piece is the aligned word at its slot: only that word overlaps it
-            d = edges._d
-            near[[j for j, x in enumerate(addrs) if type(d.get(x)) is int]] = True
+            near |= edges.row_mask(np.array(addrs, dtype=np.uint64))
         for j in np.flatnonzero(near).tolist():
             self._remove_range(addrs[j], addrs[j] + ws, "overwritten")
 
@@ -933,55 +1242,119 @@ class Truth:
 
     # -------------------------------------------------------- reachability
     def referrers(self, base: int) -> list[Edge]:
-        """The live edges that point into the block at *base*."""
-        return [self.edges[s] for s in sorted(_slots(self._by_target.get(base)))]
+        """The live edges that point into the block at *base*, by slot."""
+        return self._edges_by(base, by_holder=False)
 
     def out_edges(self, holder: int | None) -> list[Edge]:
-        """The live edges held by the block at *holder* (``None``: the roots)."""
-        return [self.edges[s] for s in sorted(_slots(self._by_holder.get(holder)))]
+        """The live edges held by the block at *holder* (``None``: the roots), by slot."""
+        return self._edges_by(holder, by_holder=True)
 
     def reachable_blocks(self, extra_roots: Iterable[int] = (), *, edges: bool = True
                          ) -> dict[int, Edge | None]:
         """Every block reachable from the roots, mapped to the edge that first reached it.
 
-        Breadth-first, so following the recorded edges back gives a shortest
-        path to a root.  With ``edges=False`` every value is ``None``: only
-        which blocks are reachable, without building a record per bulk-stored
-        edge (not for :meth:`path_to_root`).  ``O(blocks + edges)``.
+        Breadth-first (each block's edges in slot order), so following the
+        recorded edges back gives a shortest path to a root.  With
+        ``edges=False`` every value is ``None``: only which blocks are
+        reachable, without building a record per bulk-stored edge (not for
+        :meth:`path_to_root`).  The edges held by blocks are laid out once as
+        arrays by holder, then slot (numpy), so the walk itself only follows
+        block numbers.  ``O(blocks + edges log(edges))``.
         """
         parent: dict[int, Edge | None] = {}
-        queue: deque[int] = deque()
+        first: list[int] = []  # the roots' blocks, in queue order
         for base in extra_roots:
             if base not in parent:
                 parent[base] = None
-                queue.append(base)
+                first.append(base)
         for edge in self.out_edges(None):
             if edge.target_base not in parent:
                 parent[edge.target_base] = edge if edges else None
-                queue.append(edge.target_base)
+                first.append(edge.target_base)
         # dict.values: the plain dict underneath, much faster than SortedDict's view
         for base in sorted(b.base for b in dict.values(self.blocks) if b.kind == "module"):
             if base not in parent:
                 parent[base] = None  # a loaded module's data is a root
-                queue.append(base)
-        holders, table = self._by_holder, self.edges._d
-        row_edge = self.edges._edge if edges else _no_edge
-        # a record built per block reached (from the rows), none of them cyclic
-        with paused_gc():
-            while queue:
-                # Slots in address order: the recorded parents (and so the paths) are stable.
-                for slot in sorted(_slots(holders.get(queue.popleft()))):
-                    # the target block from the row or the record: a record is built only
-                    # for an edge that reaches a block first
-                    v = table[slot]
-                    if type(v) is int:  # a row: the dict holds its target block's base
-                        tbase = v
-                        if tbase not in parent:
-                            parent[tbase] = row_edge(slot, v)
-                            queue.append(tbase)
-                    elif v.target_base not in parent:  # type: ignore[union-attr]
-                        parent[v.target_base] = v if edges else None  # type: ignore[union-attr,assignment]
-                        queue.append(v.target_base)  # type: ignore[union-attr]
+                first.append(base)
+        table = self.edges
+        # the records held by blocks, by slot (as a run's rows are)
+        held = sorted(((h, s) for h, entry in self._rec_by_holder.items() if h is not None
+                       for s in _slots(entry)), key=lambda hs: hs[1])
+        if not (held or table.rows) or not first:
+            return parent
+        bases = list(self.blocks)  # block number -> base (the blocks' own key objects)
+        keys = np.fromiter(bases, dtype=np.uint64, count=len(bases))
+        # Every edge held by a block: its holder, slot and target block, rows then records.
+        runs = [r for r in table._rows if r.live.find(1) >= 0]
+        idx = [r.live_index() for r in runs]
+        holder = [_np_col(r.holders)[i] for r, i in zip(runs, idx, strict=True)]
+        slot = [_np_col(r.slots)[i] for r, i in zip(runs, idx, strict=True)]
+        target = [_np_col(r.tbases)[i] for r, i in zip(runs, idx, strict=True)]
+        rec = table._rec
+        holder.append(np.array([h for h, _ in held], dtype=np.uint64))
+        slot.append(np.array([s for _, s in held], dtype=np.uint64))
+        target.append(np.array([rec[s].target_base for _, s in held], dtype=np.uint64))
+        h, s, t = (np.concatenate(c) for c in (holder, slot, target))
+        del holder, slot, target
+        # by holder, then slot: the order the walk takes them (one run alone is by slot)
+        order = (np.argsort(h, kind="stable") if len(runs) + bool(held) == 1
+                 else np.lexsort((s, h)))
+        del s
+        h_at = np.searchsorted(keys, h[order])
+        del h
+        t_at = np.searchsorted(keys, t[order])
+        del t
+        # each holder's edges are adj[off[b]:off[b + 1]] (holders and targets are live blocks)
+        off = np.searchsorted(h_at, np.arange(len(bases) + 1)).tolist()
+        adj = t_at.tolist()
+        del h_at, t_at
+        seen = bytearray(len(bases))
+        # the block numbers of the roots' blocks (an extra root may be no block's base)
+        queue = np.searchsorted(keys, np.array(
+            [b for b in first if dict.__contains__(self.blocks, b)], dtype=np.uint64)).tolist()
+        for b in queue:
+            seen[b] = 1
+        via: list[int] = []  # the position (in adj) of the edge that reached each new block
+        roots = len(queue)
+        add, reach = queue.append, via.append
+        if edges:
+            for b in queue:  # (a list grown while iterated: the blocks in discovery order)
+                j = off[b]
+                for c in adj[j:off[b + 1]]:
+                    if not seen[c]:
+                        seen[c] = 1
+                        add(c)
+                        reach(j)
+                    j += 1
+        else:  # the same walk, without noting the edges
+            for b in queue:
+                for c in adj[off[b]:off[b + 1]]:
+                    if not seen[c]:
+                        seen[c] = 1
+                        add(c)
+        reached = map(bases.__getitem__, queue[roots:])
+        if not edges:
+            parent.update(dict.fromkeys(reached))
+            return parent
+        # the edge of each: a row (run, index) or a record, by its place in the arrays
+        n_rows = sum(len(i) for i in idx)
+        src = order[via]
+        run_of = np.repeat(np.arange(len(runs)), [len(i) for i in idx])
+        at = np.concatenate([*idx, src[:0]])
+        in_rows = src < n_rows
+        rows_src = src[in_rows]
+        run_l, at_l = run_of[rows_src].tolist(), at[rows_src].tolist()
+        rec_l = (src[~in_rows] - n_rows).tolist()
+        row_edge = table._edge
+        ri = ci = 0
+        with paused_gc():  # a record built per block reached from the rows, none cyclic
+            for base, is_row in zip(reached, in_rows.tolist(), strict=True):
+                if is_row:
+                    parent[base] = row_edge(runs[run_l[ri]], at_l[ri])
+                    ri += 1
+                else:
+                    parent[base] = rec[held[rec_l[ci]][1]]
+                    ci += 1
         return parent
 
     def path_to_root(self, base: int, reach: dict[int, Edge | None] | None = None) -> list[Edge]:
@@ -1004,28 +1377,43 @@ class Truth:
         """Assert that the indexes agree with the edge table, both ways, and that every
         edge joins live blocks."""
         ws = self.k.arch.word_size
+        table = self.edges
+        table._check()
         assert list(self._pieces._list) == sorted(dict.keys(self._pieces))
-        assert self.edges.rows == sum(self.edges.is_row(s) for s in self.edges)
-        for slot, edge in self.edges.items():
+        assert table.rows == sum(table.is_row(s) for s in table)
+        by_target: dict[int | None, set[int]] = {}
+        by_holder: dict[int | None, set[int]] = {}
+        for slot, edge in table.items():
             assert edge.slot == slot
-            assert slot in _slots(self._by_target[edge.target_base])
-            assert slot in _slots(self._by_holder[edge.holder])
             assert edge.target_base in self.blocks
             assert edge.holder is None or edge.holder in self.blocks
-            if self.edges.is_row(slot):  # one aligned word, found through the row slots
+            by_target.setdefault(edge.target_base, set()).add(slot)
+            by_holder.setdefault(edge.holder, set()).add(slot)
+            if table.is_row(slot):  # one aligned word, found through the row slots
+                assert edge.holder is not None
+                assert edge.root is None
                 assert edge.pieces == ((slot, edge.pieces[0][1]),)
                 assert len(edge.pieces[0][1]) == ws
                 assert not slot % ws
                 assert slot not in self._pieces
-                assert self.edges.rows_between(slot, slot + 1) == [slot]
-                assert self.edges.rows_between(slot - 64 * ws, slot + 64 * ws).count(slot) == 1
+                assert slot not in _slots(self._rec_by_target.get(edge.target_base))
+                assert slot not in _slots(self._rec_by_holder.get(edge.holder))
+                assert table.rows_between(slot, slot + 1) == [slot]
+                assert table.rows_between(slot - 64 * ws, slot + 64 * ws).count(slot) == 1
                 continue
+            assert slot in _slots(self._rec_by_target[edge.target_base])
+            assert slot in _slots(self._rec_by_holder[edge.holder])
             for addr, data in edge.pieces:
                 assert self._piece(addr) == (slot, len(data))
         for addr in self._pieces:
             slot, n = self._piece(addr)
-            assert (addr, n) in {(a, len(d)) for a, d in self.edges[slot].pieces}
-        for base, entry in self._by_target.items():
-            assert all(self.edges[s].target_base == base for s in _slots(entry))
-        for holder, entry in self._by_holder.items():
-            assert all(self.edges[s].holder == holder for s in _slots(entry))
+            assert (addr, n) in {(a, len(d)) for a, d in table[slot].pieces}
+        for index, full in ((self._rec_by_target, by_target), (self._rec_by_holder, by_holder)):
+            for key, entry in index.items():
+                assert all(not table.is_row(s) and s in full[key] for s in _slots(entry))
+        # the slots by target and by holder, rows and records together, are exactly the edges'
+        for key, slots in by_target.items():
+            assert key is not None
+            assert self._slots_by(key, by_holder=False) == sorted(slots)
+        for key, slots in by_holder.items():
+            assert self._slots_by(key, by_holder=True) == sorted(slots)
