@@ -160,12 +160,13 @@ class AddressSpace:
 
     def __init__(self, arch: Arch, on_fault: Callable[[PageFault], None] | None = None,
                  on_write: Callable[[int, int], None] | None = None,
-                 on_write_words: Callable[[Sequence[int]], None] | None = None) -> None:
+                 on_write_words: Callable[[Sequence[int], int], None] | None = None) -> None:
         self.arch = arch
         self._on_write = on_write
         """Told of every write (``addr, length``): the ground truth ends overwritten edges."""
         self._on_write_words = on_write_words
-        """Told of a :meth:`write_words` batch at once (else *on_write* hears each word)."""
+        """Told of a batch of writes of one length at once (``addrs, length``:
+        :meth:`write_words`, :meth:`write_each`), else *on_write* hears each."""
         self._starts: list[int] = []
         self._regions: list[Region] = []
         self._on_fault = on_fault
@@ -355,7 +356,10 @@ class AddressSpace:
                 for o in off.tolist():
                     pg[o >> GEN_PAGE_SHIFT:((o + n - 1) >> GEN_PAGE_SHIFT) + 1] = (
                         self.write_gen)
-        if self._on_write is not None:
+        if self._on_write_words is not None:
+            if n:
+                self._on_write_words(addrs, n)
+        elif self._on_write is not None:
             for a in addrs:
                 self._on_write(a, n)
 
@@ -441,7 +445,7 @@ class AddressSpace:
             if pg is not None:  # (an aligned word never straddles two pages)
                 pg[off >> GEN_PAGE_SHIFT] = self.write_gen
         if self._on_write_words is not None:
-            self._on_write_words(addrs)
+            self._on_write_words(addrs, ws)
         elif self._on_write is not None:
             for addr in addrs:
                 self._on_write(addr, ws)

@@ -55,7 +55,6 @@ from array import array
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Iterator, Set
-from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -1313,7 +1312,8 @@ def slab_alloc_bulk(slab: SlabAllocator, requests: list[tuple[KmemCache, int]], 
             k.kmemleak.kmemleak_alloc_bulk([o for o, _ in traced], [n for _, n in traced], 1)
         else:
             k.kmemleak.kmemleak_alloc_bulk(list(objs), sizes, 1)  # a copy: objs is returned
-        # (zip reuses its tuple when the consumer unpacks it: no tuple per object)
-        k.truth.on_alloc_many(zip(objs, sizes, repeat("slab"), [c.name for c in caches],
-                                  strict=False))
+        # the truth keeps them as columns: each object's cache as a number into the names
+        code = {c: i for i, c in enumerate(per_cache)}
+        k.truth.on_alloc_array(objs, sizes, "slab", list(map(code.__getitem__, caches)),
+                               [c.name for c in per_cache])
     return objs

@@ -190,7 +190,7 @@ class _Judge:
     # -- mapping kmemleak objects to allocations ----------------------------
     def block_of(self, obj: KmemleakObject) -> Block | None:
         if obj.flags & OBJECT_PERCPU:
-            return self.truth.blocks.get(obj.pointer)  # type: ignore[no-any-return]
+            return self.truth.blocks.get(obj.pointer)
         if obj.flags & OBJECT_PHYS:
             return self.truth.block_at(self.k.phys_to_virt(obj.pointer))
         addr = self.k.arch.untag(obj.pointer)

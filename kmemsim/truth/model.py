@@ -27,7 +27,7 @@ True
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import (
     Callable,
     ItemsView,
@@ -44,6 +44,7 @@ import numpy as np
 from sortedcontainers import SortedDict
 
 from .._sorted import ceil_key, floor_key
+from ..errors import KmemsimTypeError, KmemsimValueError
 from ..memory import paused_gc
 from .encodings import Encoding
 
@@ -691,6 +692,457 @@ class _EdgeValues(ValuesView[Edge]):
             yield edge
 
 
+#: A bulk allocation of fewer blocks than this is kept as records (a run costs some numpy
+#: work to make and merge, more than a few records).
+_ROW_MIN = 16
+_INT = (int, np.integer)  # the keys a row may be looked up by (as a SortedDict would)
+
+
+class _BlockRun:
+    """Blocks sorted by base (distinct): ``bases`` (uint64), ``sizes`` (uint32, or uint64
+    for a run with a size that does not fit), ``codes`` (uint32: the kind and cache, by
+    :class:`BlockTable`'s code table) and a ``live`` byte each (a block ends by clearing
+    it).  A run never changes but for its live bytes; merging makes a new one."""
+
+    __slots__ = ("bases", "codes", "live", "sizes")
+
+    def __init__(self, bases: NpArray, sizes: NpArray, codes: NpArray) -> None:
+        """A run of the blocks given as numpy columns, already sorted by base."""
+        self.bases = _col(bases, "Q")
+        big = len(sizes) and int(sizes.max()) >= 1 << 32
+        self.sizes = _col(sizes, "Q" if big else "I")
+        self.codes = _col(codes, "I")
+        self.live = bytearray(b"\x01") * len(self.bases)
+
+    def __len__(self) -> int:
+        return len(self.bases)
+
+    def find(self, base: int | np.integer[Any]) -> int:
+        """The index of the live block at *base* here, or -1."""
+        b = self.bases
+        i = bisect_left(b, base)
+        return i if i < len(b) and b[i] == base and self.live[i] else -1
+
+    def floor(self, addr: int) -> int:
+        """The index of the live block with the largest base ``<= addr`` here, or -1."""
+        i = bisect_right(self.bases, addr)
+        return self.live.rfind(1, 0, i) if i else -1
+
+    def live_index(self) -> NpArray:
+        """The indexes of the live blocks, ascending (so by base)."""
+        return np.flatnonzero(_np_col(self.live))
+
+
+class BlockTable(MutableMapping[int, Block]):
+    """``base -> Block`` (``Truth.blocks``): a ``SortedDict`` in behaviour, compact in bytes.
+
+    A block of a bulk allocation (:meth:`add_rows`) is kept as a row:
+    columns only (base, size, a kind-and-cache code and a live byte, 17
+    bytes), its :class:`Block` record built when read, equal to the one
+    :meth:`Truth.on_alloc` stores.  Every other block is kept as its record,
+    in a ``SortedDict``.  Rows live in a few runs sorted by base (a new run
+    per batch, merged with the previous one when they are of a size, as in a
+    log-structured merge tree, dead rows dropped then): a row is found by a
+    binary search in each run, and ended by clearing its live byte.
+    Iteration (keys, values, items) is in ascending address order, as a
+    ``SortedDict``'s; :meth:`floor_key` and :meth:`block_at` find the block
+    at or below an address.  Records read from a row are new objects each
+    time (equal, not identical).  Runtime complexity: a lookup is
+    ``O(r log(n))`` for *r* runs (``O(log(n))`` of them); iterating is
+    ``O(n log(r))`` (numpy) plus a record per block.
+
+    >>> t = BlockTable()
+    >>> t.add_rows([0x3000, 0x1000], [64, 32], "slab", [1, 0], ["kmalloc-32", "kmalloc-64"])
+    >>> t[0x2000] = Block(0x2000, 16, "vmalloc")
+    >>> [hex(b) for b in t], t[0x1000]
+    (['0x1000', '0x2000', '0x3000'], Block(base=4096, size=32, kind='slab', cache='kmalloc-32'))
+    >>> t.block_at(0x3010).cache, t.block_at(0x3040), t.floor_key(0x2fff)
+    ('kmalloc-64', None, 8192)
+    >>> t.pop(0x3000).size, 0x3000 in t, len(t)
+    (64, False, 2)
+    """
+
+    def __init__(self) -> None:
+        self._rec: SortedDict = SortedDict()  # base -> Block (the blocks that are not rows)
+        self._runs: list[_BlockRun] = []  # oldest first
+        self._codes: list[tuple[str, str]] = []  # code -> (kind, cache)
+        self._code_of: dict[tuple[str, str], int] = {}
+        self._nrows = 0  # live rows
+        self._nstored = 0  # rows in the runs, dead ones included
+
+    # --------------------------------------------------------------- rows
+    def code(self, kind: str, cache: str = "") -> int:
+        """The code of rows of *kind* from *cache* (made on first use)."""
+        key = (kind, cache)
+        c = self._code_of.get(key)
+        if c is None:
+            c = self._code_of[key] = len(self._codes)
+            self._codes.append(key)
+        return c
+
+    def add_rows(self, bases: Sequence[int] | NpArray, sizes: Sequence[int] | NpArray,
+                 kind: str, caches: Sequence[int] | NpArray, names: Sequence[str]) -> None:
+        """Enter the blocks ``Block(bases[i], sizes[i], kind, names[caches[i]])`` as rows,
+        in order (a later block at a base replaces an earlier one; base 0 is no block).
+
+        Runtime complexity: amortised ``O(log(n))`` numpy work per block.
+        """
+        if not len(bases):
+            return
+        if not names:
+            raise KmemsimValueError("add_rows: names is empty (no cache to name the blocks)")
+        table = np.array([self.code(kind, name) for name in names], dtype=np.uint32)
+        self.add_coded(bases, sizes, table[np.asarray(caches, dtype=np.intp)])
+
+    def add_coded(self, bases: Sequence[int] | NpArray, sizes: Sequence[int] | NpArray,
+                  codes: Sequence[int] | NpArray) -> None:
+        """:meth:`add_rows` with each block's kind and cache given by its :meth:`code`."""
+        b = np.asarray(bases, dtype=_U64)
+        s = np.asarray(sizes, dtype=_U64)
+        c = np.asarray(codes, dtype=np.uint32)
+        del codes
+        if len(s) != len(b) or len(c) != len(b):
+            raise KmemsimValueError("add_rows: bases, sizes and caches differ in length")
+        if not len(b):
+            return
+        if int(c.max()) >= len(self._codes):
+            raise KmemsimValueError("add_coded: codes has a code the table never made")
+        order = np.argsort(b, kind="stable")
+        b, s, c = b[order], s[order], c[order]
+        del order
+        # the last block at each base, and none at 0
+        keep = b != 0
+        keep[:-1] &= b[1:] != b[:-1]
+        if not keep.all():
+            b, s, c = b[keep], s[keep], c[keep]
+        del keep
+        if not len(b):
+            return
+        # a base already in the table: its old block goes
+        for run in self._runs:
+            rb = _np_col(run.bases)
+            i = np.minimum(np.searchsorted(rb, b), len(rb) - 1)
+            hit = (rb[i] == b) & (_np_col(run.live)[i] != 0)
+            if hit.any():
+                dead = i[hit]
+                _np_col(run.live)[dead] = 0
+                self._nrows -= len(dead)
+        rec = self._rec
+        if rec:
+            if len(rec) <= 4 * len(b):
+                rk = np.fromiter(dict.keys(rec), dtype=_U64, count=len(rec))
+                i = np.minimum(np.searchsorted(b, rk), len(b) - 1)
+                gone = rk[b[i] == rk].tolist()
+            else:
+                gone = [x for x in b.tolist() if x in rec]
+            for x in gone:
+                del rec[x]
+        self._add_run(b, s, c)
+
+    def _add_run(self, b: NpArray, s: NpArray, codes: NpArray) -> None:
+        run = _BlockRun(b, s, codes)
+        self._nrows += len(run)
+        self._nstored += len(run)
+        runs = self._runs
+        runs.append(run)
+        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
+            newer = runs.pop()
+            runs[-1] = self._merged([runs[-1], newer])
+        self._maybe_compact()
+
+    def _merged(self, runs: list[_BlockRun]) -> _BlockRun:
+        """One run of the live rows of *runs*."""
+        parts: list[list[NpArray]] = [[], [], []]
+        for r in runs:
+            idx = r.live_index()
+            for p, c in zip(parts, (r.bases, r.sizes, r.codes), strict=True):
+                p.append(_np_col(c)[idx])
+        bc, sc, cc = (np.concatenate(p) for p in parts)
+        del parts
+        order = np.argsort(bc, kind="stable")
+        run = _BlockRun(bc[order], sc[order].astype(_U64), cc[order])
+        self._nstored += len(run) - sum(len(r) for r in runs)
+        return run
+
+    def _maybe_compact(self) -> None:
+        if self._nstored - self._nrows >= _COMPACT_MIN and self._nstored > 2 * self._nrows:
+            run = self._merged(self._runs)
+            self._runs = [run] if len(run) else []
+            self._nstored = len(run)
+
+    def _find(self, base: int | np.integer[Any]) -> tuple[_BlockRun, int] | None:
+        """The run and index of the live row at *base*, if there is one."""
+        for run in self._runs:
+            i = run.find(base)
+            if i >= 0:
+                return run, i
+        return None
+
+    def _kill(self, run: _BlockRun, i: int) -> None:
+        run.live[i] = 0
+        self._nrows -= 1
+        self._maybe_compact()
+
+    def _block(self, run: _BlockRun, i: int, new: Callable[[type[Block]], Block] = _new_record,
+               setters: tuple[Callable[[Block, object], None], ...] = _BLOCK_SETTERS) -> Block:
+        """The record of row *i* of *run* (the defaults bind globals as locals)."""
+        kind, cache = self._codes[run.codes[i]]
+        # Block(base, size, kind, cache), faster
+        block = new(Block)
+        s_base, s_size, s_kind, s_cache = setters
+        s_base(block, run.bases[i])
+        s_size(block, run.sizes[i])
+        s_kind(block, kind)
+        s_cache(block, cache)
+        return block
+
+    @property
+    def rows(self) -> int:
+        """How many blocks are kept as rows."""
+        return self._nrows
+
+    def is_row(self, base: int) -> bool:
+        """Whether the block at *base* is kept as a row."""
+        return base not in self._rec and self._find(base) is not None
+
+    # ------------------------------------------------------------ lookups
+    def floor_key(self, addr: int) -> int | None:
+        """The largest base ``<= addr``, or ``None``.  ``O(r log(n))``."""
+        best: int | None = floor_key(self._rec, addr)
+        for run in self._runs:
+            i = run.floor(addr)
+            if i >= 0:
+                b = run.bases[i]
+                if best is None or b > best:
+                    best = b
+        return best
+
+    def block_at(self, addr: int) -> Block | None:
+        """The live block containing *addr* (the one with the largest base ``<= addr``, if
+        it reaches *addr*).  ``O(r log(n))``."""
+        base = floor_key(self._rec, addr)
+        best: tuple[_BlockRun, int] | None = None
+        for run in self._runs:
+            i = run.floor(addr)
+            if i >= 0 and (base is None or run.bases[i] > base):
+                base = run.bases[i]
+                best = run, i
+        if base is None:
+            return None
+        if best is None:
+            block: Block = dict.__getitem__(self._rec, base)
+            return block if addr < block.end else None
+        run, i = best
+        return self._block(run, i) if addr - base < run.sizes[i] else None
+
+    def columns(self, kind: str) -> tuple[NpArray, NpArray, NpArray]:
+        """Every block's base and size (uint64) and whether it is of *kind* (bool), in
+        address order.  ``O(n log(r))`` numpy, and a step per record."""
+        rec = self._rec
+        nr = len(rec)
+        parts: list[list[NpArray]] = [[], [], []]
+        if nr:
+            vals = list(dict.values(rec))
+            rk = np.fromiter(dict.keys(rec), dtype=_U64, count=nr)
+            order = np.argsort(rk)
+            parts[0].append(rk[order])
+            parts[1].append(np.fromiter((v.size for v in vals), dtype=_U64, count=nr)[order])
+            parts[2].append(np.fromiter((v.kind == kind for v in vals), dtype=bool,
+                                        count=nr)[order])
+            del vals, order
+        is_kind = np.array([k == kind for k, _ in self._codes], dtype=bool)
+        for run in self._runs:
+            idx = run.live_index()
+            if len(idx) == len(run):
+                parts[0].append(_np_col(run.bases))
+                parts[1].append(_np_col(run.sizes).astype(_U64))
+                parts[2].append(is_kind[_np_col(run.codes)])
+            else:
+                parts[0].append(_np_col(run.bases)[idx])
+                parts[1].append(_np_col(run.sizes)[idx].astype(_U64))
+                parts[2].append(is_kind[_np_col(run.codes)[idx]])
+        if not parts[0]:
+            return np.zeros(0, dtype=_U64), np.zeros(0, dtype=_U64), np.zeros(0, dtype=bool)
+        if len(parts[0]) == 1:
+            return parts[0][0].copy(), parts[1][0], parts[2][0]
+        b = np.concatenate(parts[0])
+        order = np.argsort(b, kind="stable")  # (sorted runs: a merge)
+        return b[order], np.concatenate(parts[1])[order], np.concatenate(parts[2])[order]
+
+    def bases_of(self, kind: str) -> list[int]:
+        """The bases of the blocks of *kind*, ascending."""
+        b, _, is_kind = self.columns(kind)
+        return b[is_kind].tolist()  # type: ignore[no-any-return]
+
+    def _order(self) -> tuple[list[int], list[Any], list[int]]:
+        """Bases in ascending order, each with its run (``None``: a record) and row index."""
+        rec = self._rec
+        if not self._nrows:
+            keys = list(rec)
+            return keys, [None] * len(keys), [0] * len(keys)
+        runs = [r for r in self._runs if r.live.find(1) >= 0]
+        idx = [r.live_index() for r in runs]
+        bases = [_np_col(r.bases)[i] for r, i in zip(runs, idx, strict=True)]
+        rk = list(rec)
+        bases.append(np.array(rk, dtype=_U64))
+        which = np.repeat(np.arange(len(runs) + 1), [len(q) for q in bases])
+        at = np.concatenate([*idx, np.arange(len(rk))])
+        all_b = np.concatenate(bases)
+        order = np.argsort(all_b, kind="stable")
+        which_l, at_l = which[order].tolist(), at[order].tolist()
+        out_runs: list[Any] = [*runs, None]
+        return all_b[order].tolist(), [out_runs[w] for w in which_l], at_l
+
+    def _records_in_order(self) -> Iterator[tuple[int, Block]]:
+        keys, runs, at = self._order()
+        rec, block = self._rec, self._block
+        for key, run, i in zip(keys, runs, at, strict=True):
+            yield key, (dict.__getitem__(rec, key) if run is None else block(run, i))
+
+    # ------------------------------------------------------------ mapping
+    def __getitem__(self, base: int) -> Block:
+        block: Block | None = dict.get(self._rec, base)
+        if block is not None:
+            return block
+        found = self._find(base) if isinstance(base, _INT) else None
+        if found is None:
+            raise KeyError(base)
+        return self._block(*found)
+
+    @overload
+    def get(self, base: int, /) -> Block | None: ...
+    @overload
+    def get(self, base: int, default: Block, /) -> Block: ...
+    @overload
+    def get(self, base: int, default: _T, /) -> Block | _T: ...
+    def get(self, base: int, default: object = None, /) -> Block | object:
+        block: Block | None = dict.get(self._rec, base)
+        if block is not None:
+            return block
+        found = self._find(base) if self._nrows and isinstance(base, _INT) else None
+        return default if found is None else self._block(*found)
+
+    def __setitem__(self, base: int, block: Block) -> None:
+        if self._nrows:
+            found = self._find(base)
+            if found is not None:  # the row goes: the record replaces it
+                self._kill(*found)
+        self._rec[base] = block
+
+    def __delitem__(self, base: int) -> None:
+        if self.pop_block(base) is None:
+            raise KeyError(base)
+
+    def pop_block(self, base: int) -> Block | None:
+        """Remove the block at *base* and return it (``None`` if there is none)."""
+        if base in self._rec:
+            return self._rec.pop(base)  # type: ignore[no-any-return]
+        found = self._find(base) if self._nrows and isinstance(base, _INT) else None
+        if found is None:
+            return None
+        block = self._block(*found)
+        self._kill(*found)
+        return block
+
+    _MISSING: Any = object()
+
+    def pop(self, base: int, default: Any = _MISSING) -> Any:
+        block = self.pop_block(base)
+        if block is not None:
+            return block
+        if default is BlockTable._MISSING:
+            raise KeyError(base)
+        return default
+
+    def __contains__(self, base: object) -> bool:
+        return dict.__contains__(self._rec, base) or (
+            bool(self._nrows) and isinstance(base, _INT) and self._find(base) is not None)
+
+    def __iter__(self) -> Iterator[int]:
+        if not self._nrows:
+            return iter(self._rec)
+        return iter(self._order()[0])
+
+    def __len__(self) -> int:
+        return len(self._rec) + self._nrows
+
+    def __repr__(self) -> str:
+        return f"BlockTable({dict(self.items())!r})"
+
+    def peekitem(self, index: int = -1) -> tuple[int, Block]:
+        """The *index*-th ``(base, block)`` in address order (as ``SortedDict.peekitem``)."""
+        if not self._nrows:
+            return self._rec.peekitem(index)  # type: ignore[no-any-return]
+        keys, runs, at = self._order()
+        key, run, i = keys[index], runs[index], at[index]
+        return key, (self._rec[key] if run is None else self._block(run, i))
+
+    def clear(self) -> None:
+        self._rec.clear()
+        self._runs = []
+        self._codes = []
+        self._code_of = {}
+        self._nrows = self._nstored = 0
+
+    def items(self) -> ItemsView[int, Block]:
+        return _BlockItems(self)
+
+    def values(self) -> ValuesView[Block]:
+        return _BlockValues(self)
+
+    def _check(self) -> None:
+        """Assert that the runs, the records and the counts agree."""
+        rec = self._rec
+        assert list(rec._list) == sorted(dict.keys(rec))
+        assert all(type(b) is Block and b.base == base for base, b in dict.items(rec))
+        assert 0 not in rec
+        assert self._code_of == {c: i for i, c in enumerate(self._codes)}
+        live = 0
+        seen: set[int] = set()
+        for run in self._runs:
+            n = len(run)
+            assert n
+            assert len(run.sizes) == len(run.codes) == len(run.live) == n
+            b = _np_col(run.bases)
+            assert bool((b[1:] > b[:-1]).all())
+            assert b[0] != 0
+            assert set(run.live) <= {0, 1}
+            assert not len(run.codes) or max(run.codes) < len(self._codes)
+            for i in run.live_index().tolist():
+                base = run.bases[i]
+                assert base not in seen
+                assert base not in rec
+                seen.add(base)
+                live += 1
+        assert live == self._nrows
+        assert self._nstored == sum(len(r) for r in self._runs)
+        keys = list(self)
+        assert keys == sorted(keys)
+        assert len(keys) == len(set(keys)) == len(self)
+        for base in keys[:: max(1, len(keys) // 64)]:  # (lookups agree with iteration)
+            assert self.floor_key(base) == base
+            assert self[base].base == base
+
+
+class _BlockItems(ItemsView[int, Block]):
+    """``BlockTable.items()``: in address order, one pass."""
+
+    _mapping: BlockTable
+
+    def __iter__(self) -> Iterator[tuple[int, Block]]:
+        return self._mapping._records_in_order()
+
+
+class _BlockValues(ValuesView[Block]):
+    """``BlockTable.values()``: in address order, one pass."""
+
+    _mapping: BlockTable
+
+    def __iter__(self) -> Iterator[Block]:
+        for _, block in self._mapping._records_in_order():
+            yield block
+
+
 def _add_sorted_keys(sd: SortedDict, new_keys: list[int] | None) -> None:
     """Enter keys stored into *sd*'s dict directly (``dict.__setitem__``) in its sorted key
     list: *new_keys* (not there before) one by one, or with ``None`` all keys re-sorted.
@@ -716,7 +1168,7 @@ class Truth:
 
     def __init__(self, k: Kernel) -> None:
         self.k = k
-        self.blocks: SortedDict = SortedDict()  # base -> Block
+        self._blocks = BlockTable()  # base -> Block
         self.edges = EdgeTable(k.arch.word_size)  # slot -> Edge
         # piece address -> (slot, length), or just the slot for a piece one word long
         # (nearly all of them: a tuple per edge would cost more than the entry itself)
@@ -730,10 +1182,33 @@ class Truth:
         self._max_piece = _MAX_PIECE  # the longest piece recorded so far
         self.enabled = True
 
+    @property
+    def blocks(self) -> BlockTable:
+        """The live blocks, ``base -> Block`` in address order (a :class:`BlockTable`)."""
+        return self._blocks
+
+    @blocks.setter
+    def blocks(self, value: BlockTable | SortedDict) -> None:
+        # (a load sets it: a save before the table holds a SortedDict, whose blocks stay
+        # records)
+        if isinstance(value, SortedDict):
+            table = BlockTable()
+            table._rec = value
+            value = table
+        if not isinstance(value, BlockTable):
+            raise KmemsimTypeError(f"blocks: a BlockTable, not {type(value).__name__}")
+        self._blocks = value
+
     if not TYPE_CHECKING:
         def __getattr__(self, name: str) -> Any:
-            # Only for an attribute that is missing: a truth saved in the old layout, whose
-            # indexes held the row edges' slots too.
+            # Only for an attribute that is missing: a truth saved in an old layout.
+            if name == "_blocks" and "blocks" in self.__dict__:
+                # blocks in a SortedDict of records: they stay records
+                table = BlockTable()
+                table._rec = self.__dict__.pop("blocks")
+                self._blocks = table
+                return table
+            # Indexes that held the row edges' slots too.
             if name not in ("_rec_by_target", "_rec_by_holder") or "_by_target" not in \
                     self.__dict__:
                 raise AttributeError(name)
@@ -768,33 +1243,44 @@ class Truth:
     # ------------------------------------------------------------- blocks
     def on_alloc(self, base: int, size: int, kind: str, cache: str = "") -> None:
         if base:
-            self.blocks[base] = Block(base, size, kind, cache)
+            self._blocks[base] = Block(base, size, kind, cache)
 
     def on_alloc_many(self, entries: Iterable[tuple[int, int, str, str]]) -> None:
         """:meth:`on_alloc` for each ``(base, size, kind, cache)`` (a bulk allocation).
 
         Runtime complexity: ``O(m log(n + m))``.
         """
-        new, (s_base, s_size, s_kind, s_cache) = _new_record, _BLOCK_SETTERS
-        blocks = self.blocks
-        # Straight into the dict, then the sorted key list once, as SortedDict.update
-        # does (without a batch-sized list of pairs).
-        new_keys: list[int] = []
-        append, store = new_keys.append, dict.__setitem__
-        with paused_gc():  # a Block per allocation, none of them cyclic
-            try:
-                for b, n, kind, cache in entries:
-                    if b:
-                        block = new(Block)  # Block(b, n, kind, cache), faster (_BLOCK_SETTERS)
-                        s_base(block, b)
-                        s_size(block, n)
-                        s_kind(block, kind)
-                        s_cache(block, cache)
-                        if b not in blocks:
-                            append(b)
-                        store(blocks, b, block)
-            finally:  # the index stays whole even if an entry is malformed
-                _add_sorted_keys(blocks, new_keys)
+        entries = list(entries)
+        if len(entries) < _ROW_MIN:
+            for entry in entries:
+                self.on_alloc(*entry)
+            return
+        code = self._blocks.code
+        self._blocks.add_coded([e[0] for e in entries], [e[1] for e in entries],
+                               [code(e[2], e[3]) for e in entries])
+
+    def on_alloc_array(self, bases: Sequence[int] | NpArray, sizes: Sequence[int] | NpArray,
+                       kind: str, caches: Sequence[int] | NpArray, names: Sequence[str]
+                       ) -> None:
+        """:meth:`on_alloc` for each ``(bases[i], sizes[i], kind, names[caches[i]])`` (a bulk
+        allocation), kept as rows of the block table (columns, no record).
+
+        >>> from kmemsim import Kernel
+        >>> t = Kernel().truth
+        >>> t.on_alloc_array([0x1000 + 64 * i for i in range(20)], [64] * 20, "slab",
+        ...                  [i % 2 for i in range(20)], ["a-64", "b-64"])
+        >>> t.block_at(0x1000 + 64 * 3 + 5), t.blocks.is_row(0x1000)
+        (Block(base=4288, size=64, kind='slab', cache='b-64'), True)
+
+        Runtime complexity: amortised ``O(log(n))`` numpy work per block.
+        """
+        if len(bases) < _ROW_MIN:
+            for b, n, c in zip(np.asarray(bases, dtype=_U64).tolist(),
+                               np.asarray(sizes, dtype=_U64).tolist(),
+                               np.asarray(caches, dtype=np.intp).tolist(), strict=True):
+                self.on_alloc(b, n, kind, names[c])
+            return
+        self._blocks.add_rows(bases, sizes, kind, caches, names)
 
     def on_alloc_percpu(self, cookie: int, size: int) -> None:
         self.on_alloc(cookie, size, "percpu")
@@ -802,7 +1288,7 @@ class Truth:
             self.percpu_copies[cookie + self.k.per_cpu_offset(cpu)] = (cookie, size)
 
     def on_free(self, base: int) -> None:
-        block = self.blocks.pop(base, None)
+        block = self._blocks.pop_block(base)
         if block is None:
             return
         if block.kind == "percpu":
@@ -853,12 +1339,7 @@ class Truth:
 
     def block_at(self, addr: int) -> Block | None:
         """The live block containing *addr*.  ``O(log(n))``."""
-        base = floor_key(self.blocks, addr)
-        if base is not None:
-            block: Block = self.blocks[base]
-            if addr < block.end:
-                return block
-        return None
+        return self._blocks.block_at(addr)
 
     def holder_block(self, addr: int) -> Block | None:
         """The block whose memory holds *addr* (per-CPU copies map to their cookie)."""
@@ -869,7 +1350,7 @@ class Truth:
         if start is not None:
             cookie, size = self.percpu_copies[start]
             if addr < start + size:
-                return self.blocks.get(cookie)  # type: ignore[no-any-return]
+                return self._blocks.get(cookie)
         return None
 
     # -------------------------------------------------------------- roots
@@ -942,22 +1423,15 @@ class Truth:
         Runtime complexity: ``O(n log(n) + m log(n))`` for *n* blocks and *m*
         edges.
         """
-        blocks = self.blocks
+        blocks = self._blocks
         nb = len(blocks)
         if not nb:  # no target can be an allocation: the slots' old edges just end
             for slot in slots:
                 self._remove(slot, "overwritten")
             return
-        # Each block's address, size and kind, read once in dict order (memory order) and
-        # put in address order, so no edge looks a block up by itself.
-        in_dict = list(dict.values(blocks))
-        keys = np.fromiter(dict.keys(blocks), dtype=np.uint64, count=nb)
-        order = np.argsort(keys)
-        keys = keys[order]
-        sizes = np.fromiter((bl.size for bl in in_dict), dtype=np.uint64, count=nb)[order]
-        percpu = np.fromiter((bl.kind == "percpu" for bl in in_dict), dtype=bool,
-                             count=nb)[order]
-        del in_dict, order
+        # Each block's address, size and kind, read once in address order (columns), so no
+        # edge looks a block up by itself.
+        keys, sizes, percpu = blocks.columns("percpu")
         m = len(slots)
         sl = np.array(slots, dtype=np.uint64)
         tg = np.array(targets, dtype=np.uint64)
@@ -1207,34 +1681,59 @@ class Truth:
         if n > 0:
             self._remove_range(addr, addr + n, "overwritten")
 
-    def on_write_words(self, addrs: Sequence[int]) -> None:
-        """:meth:`on_write` for one word at each of *addrs* (distinct, aligned), in order.
+    def on_write_words(self, addrs: Sequence[int], n: int | None = None) -> None:
+        """:meth:`on_write` of *n* bytes (``None``: one word) at each of *addrs*, in order.
 
-        Only the words that some recorded piece may overlap are looked at one
-        by one.  Runtime complexity: ``O(p + m log(p))`` for *p* pieces and *m*
-        words.
+        Only the writes that some recorded piece may overlap are looked at
+        one by one; ending edges changes no later write's answer but to find
+        nothing, so the edges end as with the writes told one by one.
+        Runtime complexity: ``O(p + m log(p))`` for *p* pieces and *m* writes.
+
+        >>> from kmemsim import Kernel
+        >>> k = Kernel(); a, b = k.kmalloc_bulk([64, 64])
+        >>> k.store_many([a, a + 8], [b, b]); k.store(a + 16, b)
+        >>> k.truth.on_write_words([a + 4, a + 20, a + 40], 4)  # (rows at a, a + 8)
+        >>> [s in k.truth.edges for s in (a, a + 8, a + 16)], k.truth.history[a + 16].reason
+        ([False, True, False], 'overwritten')
         """
         pieces, edges = self._pieces, self.edges
-        if not addrs or not (pieces or edges.rows):
+        if not len(addrs) or not (pieces or edges.rows):
             return
         ws = self.k.arch.word_size
+        if n is None:
+            n = ws
+        if n <= 0:
+            return  # (no byte written)
         m = len(addrs)
+        if m < _ROW_MIN:  # a few: each looked at (the batch's numpy costs more)
+            for addr in addrs:
+                self._remove_range(addr, addr + n, "overwritten")
+            return
+        a = np.array(addrs, dtype=np.uint64)
         if pieces:
             starts = np.fromiter(pieces.keys(), dtype=np.uint64, count=len(pieces))
-            a = np.array(addrs, dtype=np.uint64)
-            # the first piece starting late enough to reach the word, if it starts inside it
+            # the first piece starting late enough to reach the write, if it starts inside it
             lo = np.where(a >= np.uint64(self._max_piece - 1),
                           a - np.uint64(self._max_piece - 1), np.uint64(0))
             i = np.searchsorted(starts, lo, side="left")
             near = i < len(starts)
-            near[near] = starts[i[near]] < a[near] + np.uint64(ws)
+            near[near] = starts[i[near]] < a[near] + np.uint64(n)
         else:
             near = np.zeros(m, dtype=bool)
         if edges.rows:
-            # a row edge's piece is the aligned word at its slot: only that word overlaps it
-            near |= edges.row_mask(np.array(addrs, dtype=np.uint64))
+            if n == ws and not bool((a % np.uint64(ws)).any()):
+                # a row edge's piece is the aligned word at its slot: only that word overlaps
+                near |= edges.row_mask(a)
+            else:  # the first row slot that reaches the write, if it starts inside it
+                lo = np.where(a >= np.uint64(ws - 1), a - np.uint64(ws - 1), np.uint64(0))
+                for run in edges._rows:  # (a dead row only makes a write looked at)
+                    rs = _np_col(run.slots)
+                    i = np.searchsorted(rs, lo, side="left")
+                    hit = i < len(rs)
+                    hit[hit] = rs[i[hit]] < a[hit] + np.uint64(n)
+                    near |= hit
         for j in np.flatnonzero(near).tolist():
-            self._remove_range(addrs[j], addrs[j] + ws, "overwritten")
+            self._remove_range(addrs[j], addrs[j] + n, "overwritten")
 
     def on_frame_return(self, start: int, end: int) -> None:
         """A stack frame returned: its locals stop being references (their bytes stay)."""
@@ -1271,8 +1770,8 @@ class Truth:
             if edge.target_base not in parent:
                 parent[edge.target_base] = edge if edges else None
                 first.append(edge.target_base)
-        # dict.values: the plain dict underneath, much faster than SortedDict's view
-        for base in sorted(b.base for b in dict.values(self.blocks) if b.kind == "module"):
+        keys, _, module = self._blocks.columns("module")
+        for base in keys[module].tolist():
             if base not in parent:
                 parent[base] = None  # a loaded module's data is a root
                 first.append(base)
@@ -1282,8 +1781,7 @@ class Truth:
                        for s in _slots(entry)), key=lambda hs: hs[1])
         if not (held or table.rows) or not first:
             return parent
-        bases = list(self.blocks)  # block number -> base (the blocks' own key objects)
-        keys = np.fromiter(bases, dtype=np.uint64, count=len(bases))
+        bases = keys.tolist()  # block number -> base
         # Every edge held by a block: its holder, slot and target block, rows then records.
         runs = [r for r in table._rows if r.live.find(1) >= 0]
         idx = [r.live_index() for r in runs]
@@ -1311,7 +1809,7 @@ class Truth:
         seen = bytearray(len(bases))
         # the block numbers of the roots' blocks (an extra root may be no block's base)
         queue = np.searchsorted(keys, np.array(
-            [b for b in first if dict.__contains__(self.blocks, b)], dtype=np.uint64)).tolist()
+            [b for b in first if b in self._blocks], dtype=np.uint64)).tolist()
         for b in queue:
             seen[b] = 1
         via: list[int] = []  # the position (in adj) of the edge that reached each new block
@@ -1379,6 +1877,7 @@ class Truth:
         ws = self.k.arch.word_size
         table = self.edges
         table._check()
+        self._blocks._check()
         assert list(self._pieces._list) == sorted(dict.keys(self._pieces))
         assert table.rows == sum(table.is_row(s) for s in table)
         by_target: dict[int | None, set[int]] = {}
