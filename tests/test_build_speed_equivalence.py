@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import random
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -103,7 +104,10 @@ def test_paused_gc_restores_a_disabled_collector() -> None:
 def _truth_state(k: Kernel) -> tuple[object, ...]:
     t = k.truth
     return (list(t.edges.items()), list(t.history.items()), list(t.blocks.items()),
-            t.reachable_blocks(), [t.referrers(b) for b in t.blocks],
+            # (as lists: the walk's discovery order too; a one-by-one heap has records
+            # alone, walked over the holder index, a bulk one rows, laid out as arrays)
+            list(t.reachable_blocks().items()),
+            list(t.reachable_blocks(edges=False).items()), [t.referrers(b) for b in t.blocks],
             [t.out_edges(b) for b in [None, *t.blocks]])
 
 
@@ -383,3 +387,28 @@ def test_alloc_many_does_nothing_when_a_block_cannot_be_served() -> None:
     assert pa.alloc_many(orders) == [twin.page_allocator.alloc(o) for o in orders]
     assert [bytes(r.data) for r in k.memory.regions()] == [
         bytes(r.data) for r in twin.memory.regions()]
+
+
+def test_reachable_blocks_walks_each_holder_by_slot_whether_rows_or_records() -> None:
+    """A heap stored one by one (records, walked over the holder index) and the same heap
+    stored in bulk (rows, laid out as arrays) are walked alike: breadth first, each
+    block's edges by slot, each block's parent the first edge to reach it."""
+    walks = []
+    for bulk in (False, True):
+        k = Kernel(seed=2)
+        objs = k.kmalloc_bulk([128] * 40)
+        k.store(k.define_static("walk_root", 8), objs[0])
+        pairs = [(objs[0] + 8 * j, objs[1 + j]) for j in random.Random(5).sample(range(15), 15)]
+        # the second level shares targets: which holder reaches each first is the question
+        pairs += [(objs[j] + 8 * (j % 4), objs[16 + (j * 7) % 24]) for j in range(1, 16)]
+        if bulk:
+            k.store_many([s for s, _ in pairs], [t for _, t in pairs])
+        else:
+            for slot, target in pairs:
+                k.store(slot, target)
+        assert k.truth.edges.rows == (len(pairs) if bulk else 0)
+        walks.append(list(k.truth.reachable_blocks().items()))
+    assert walks[0] == walks[1]
+    order = [base for base, _ in walks[0]]
+    first = order.index(objs[1])  # (blocks the kernel itself holds come first)
+    assert order[first:first + 15] == objs[1:16]  # block 0's targets, by slot

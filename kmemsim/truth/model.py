@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import (
     Callable,
     ItemsView,
@@ -1776,6 +1777,18 @@ class Truth:
                 parent[base] = None  # a loaded module's data is a root
                 first.append(base)
         table = self.edges
+        if not table.rows:
+            # Records alone (a heap stored one by one): a plain walk over the holder index
+            # is faster than laying the edges out as arrays.
+            records, holders = table._rec, self._rec_by_holder
+            todo = deque(first)
+            while todo:
+                for held_at in sorted(_slots(holders.get(todo.popleft()))):
+                    found = records[held_at]
+                    if found.target_base not in parent:
+                        parent[found.target_base] = found if edges else None
+                        todo.append(found.target_base)
+            return parent
         # the records held by blocks, by slot (as a run's rows are)
         held = sorted(((h, s) for h, entry in self._rec_by_holder.items() if h is not None
                        for s in _slots(entry)), key=lambda hs: hs[1])
