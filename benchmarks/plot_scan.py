@@ -1,6 +1,6 @@
 """Run the scan benchmark for several heap sizes, plot it, and write the results text.
 
-    python benchmarks/plot_scan.py --run 10000 100000 1000000 --seed 1 --repeats 3
+    python benchmarks/plot_scan.py --run 10000 100000 1000000 --seed 1 --repeats 5
     python benchmarks/plot_scan.py --build-only 4000000 --timeout 1500
     python benchmarks/plot_scan.py            # re-plot from benchmarks/results/scan.jsonl
 
@@ -346,7 +346,7 @@ def readme(records: Sequence[Record]) -> str:
     lines += [f"- seed {', '.join(map(str, seeds))}; repeats "
               f"{', '.join(map(str, repeats))} (reference engine: half as many, at least 1)",
               "", "Regenerate: `python benchmarks/plot_scan.py --run 10000 100000 1000000",
-              "--build-only 1000000 --seed 1 --repeats 3`, then `python benchmarks/plot_scan.py",
+              "--build-only 1000000 --seed 1 --repeats 5`, then `python benchmarks/plot_scan.py",
               "--build-only 4000000 --mem 4G` (the default 1 GiB of simulated RAM holds about",
               "2 M objects of this mix); `python benchmarks/plot_scan.py` alone re-plots from",
               "`scan.jsonl`.", ""]
