@@ -96,13 +96,23 @@ class PageAllocator:
         """Allocate 2**order contiguous pages; return the head pfn, or 0 when out of memory."""
         if not 0 <= order <= MAX_PAGE_ORDER:
             raise KmemsimValueError(f"order must be 0..{MAX_PAGE_ORDER}, got {order}")
-        if self.free_pages - (1 << order) < 0:
+        if self.free_pages - (1 << order) < 0 or not any(self.free_area[order:]):
             return 0
+        pfn = self._take_block(order)
+        ref = self.struct_page(pfn) + REFCOUNT_OFFSET[self.arch.word_size]
+        sp = self.arch.struct_page_size
+        self.memory.write_each(range(ref, ref + (sp << order), sp), (1).to_bytes(4, "little"))
+        if zero or self.init_on_alloc:
+            self.memory.fill(self.pfn_to_virt(pfn), PAGE_SIZE << order, 0)
+        return pfn
+
+    def _take_block(self, order: int) -> int:
+        """Take the lowest free block of the smallest order from *order* up that has one
+        (the caller checked there is one), split it down to *order* keeping the low
+        half, and account for it; its head pfn."""
         o = order
-        while o <= MAX_PAGE_ORDER and not self.free_area[o]:
+        while not self.free_area[o]:
             o += 1
-        if o > MAX_PAGE_ORDER:
-            return 0
         pfn: int = self.free_area[o].pop(0)
         while o > order:  # split, keeping the low half
             o -= 1
@@ -110,11 +120,6 @@ class PageAllocator:
         self.allocated[pfn] = order
         self.free_pages -= 1 << order
         self._ensure_section(pfn)
-        ref = self.struct_page(pfn) + REFCOUNT_OFFSET[self.arch.word_size]
-        sp = self.arch.struct_page_size
-        self.memory.write_each(range(ref, ref + (sp << order), sp), (1).to_bytes(4, "little"))
-        if zero or self.init_on_alloc:
-            self.memory.fill(self.pfn_to_virt(pfn), PAGE_SIZE << order, 0)
         return pfn
 
     def alloc_many(self, orders: list[int]) -> list[int] | None:
@@ -151,16 +156,7 @@ class PageAllocator:
         sp = self.arch.struct_page_size
         ref_offset = REFCOUNT_OFFSET[self.arch.word_size]
         for order in orders:
-            o = order
-            while not self.free_area[o]:
-                o += 1
-            pfn: int = self.free_area[o].pop(0)
-            while o > order:  # split, keeping the low half
-                o -= 1
-                self.free_area[o].add(pfn + (1 << o))
-            self.allocated[pfn] = order
-            self.free_pages -= 1 << order
-            self._ensure_section(pfn)
+            pfn = self._take_block(order)
             pfns.append(pfn)
             ref = self.struct_page(pfn) + ref_offset
             refs.setdefault(pfn // SECTION_PAGES, []).extend(range(ref, ref + (sp << order), sp))

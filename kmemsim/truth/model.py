@@ -39,7 +39,7 @@ from collections.abc import (
     ValuesView,
 )
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import numpy as np
 from sortedcontainers import SortedDict
@@ -175,6 +175,7 @@ _EDGE_SETTERS = tuple(getattr(Edge, f).__set__ for f in (
 
 
 _T = TypeVar("_T")
+_V = TypeVar("_V", covariant=True)
 #: Row runs are compacted once this many of their rows are dead (and over half of them).
 _COMPACT_MIN = 1 << 16
 _WORD_MASK = {n: (1 << (8 * n)) - 1 for n in (1, 2, 4, 8, 16)}  # by word size (row edges are words)
@@ -628,10 +629,10 @@ class EdgeTable(MutableMapping[int, Edge]):
         self._nrows = self._nstored = 0
 
     def items(self) -> ItemsView[int, Edge]:
-        return _EdgeItems(self)
+        return _TableItems(self)
 
     def values(self) -> ValuesView[Edge]:
-        return _EdgeValues(self)
+        return _TableValues(self)
 
     def _records_in_order(self) -> Iterator[tuple[int, Edge]]:
         slots, runs, at = self._order()
@@ -674,23 +675,28 @@ class EdgeTable(MutableMapping[int, Edge]):
         assert all(q < self._seq for q in seqs)
 
 
-class _EdgeItems(ItemsView[int, Edge]):
-    """``EdgeTable.items()``: in insertion order, one pass."""
+class _InOrder(Protocol[_V]):
+    def _records_in_order(self) -> Iterator[tuple[int, _V]]: ...
 
-    _mapping: EdgeTable
 
-    def __iter__(self) -> Iterator[tuple[int, Edge]]:
+class _TableItems(ItemsView[int, _V]):
+    """A table's ``items()`` (:class:`EdgeTable`: insertion order, :class:`BlockTable`:
+    address order), in one pass."""
+
+    _mapping: _InOrder[_V]
+
+    def __iter__(self) -> Iterator[tuple[int, _V]]:
         return self._mapping._records_in_order()
 
 
-class _EdgeValues(ValuesView[Edge]):
-    """``EdgeTable.values()``: in insertion order, one pass."""
+class _TableValues(ValuesView[_V]):
+    """A table's ``values()``, in the order of its ``items()``, in one pass."""
 
-    _mapping: EdgeTable
+    _mapping: _InOrder[_V]
 
-    def __iter__(self) -> Iterator[Edge]:
-        for _, edge in self._mapping._records_in_order():
-            yield edge
+    def __iter__(self) -> Iterator[_V]:
+        for _, value in self._mapping._records_in_order():
+            yield value
 
 
 #: A bulk allocation of fewer blocks than this is kept as records (a run costs some numpy
@@ -1086,10 +1092,10 @@ class BlockTable(MutableMapping[int, Block]):
         self._nrows = self._nstored = 0
 
     def items(self) -> ItemsView[int, Block]:
-        return _BlockItems(self)
+        return _TableItems(self)
 
     def values(self) -> ValuesView[Block]:
-        return _BlockValues(self)
+        return _TableValues(self)
 
     def _check(self) -> None:
         """Assert that the runs, the records and the counts agree."""
@@ -1123,25 +1129,6 @@ class BlockTable(MutableMapping[int, Block]):
         for base in keys[:: max(1, len(keys) // 64)]:  # (lookups agree with iteration)
             assert self.floor_key(base) == base
             assert self[base].base == base
-
-
-class _BlockItems(ItemsView[int, Block]):
-    """``BlockTable.items()``: in address order, one pass."""
-
-    _mapping: BlockTable
-
-    def __iter__(self) -> Iterator[tuple[int, Block]]:
-        return self._mapping._records_in_order()
-
-
-class _BlockValues(ValuesView[Block]):
-    """``BlockTable.values()``: in address order, one pass."""
-
-    _mapping: BlockTable
-
-    def __iter__(self) -> Iterator[Block]:
-        for _, block in self._mapping._records_in_order():
-            yield block
 
 
 def _add_sorted_keys(sd: SortedDict, new_keys: list[int] | None) -> None:
