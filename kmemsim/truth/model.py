@@ -976,11 +976,6 @@ class BlockTable(MutableMapping[int, Block]):
         order = np.argsort(b, kind="stable")  # (sorted runs: a merge)
         return b[order], np.concatenate(parts[1])[order], np.concatenate(parts[2])[order]
 
-    def bases_of(self, kind: str) -> list[int]:
-        """The bases of the blocks of *kind*, ascending."""
-        b, _, is_kind = self.columns(kind)
-        return b[is_kind].tolist()  # type: ignore[no-any-return]
-
     def _order(self) -> tuple[list[int], list[Any], list[int]]:
         """Bases in ascending order, each with its run (``None``: a record) and row index."""
         rec = self._rec
